@@ -1,0 +1,62 @@
+"""iolab's own exceptions. The CLI maps each to ``error: …`` and a named exit code.
+
+Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+# Named exit codes, as uvicorn names STARTUP_FAILURE = 3.
+EXIT_OK = 0
+EXIT_FAILURE = 1  # a gate failed (iolab compare --fail-if) or a run finished with failures
+EXIT_USAGE = 2  # bad input: options, files, schema
+EXIT_STARTUP_FAILURE = 3  # the target server could not be started or never became ready
+EXIT_SERVER_DIED = 4  # the target died while being measured
+EXIT_LIMITS = 5  # --require-limits and a limit could not be applied
+EXIT_DRIVER = 6  # the load driver failed or is missing
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+
+
+class IolabError(Exception):
+    """Base of every error the user can cause or fix. ``str(err)`` is the one-line message."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(IolabError):
+    exit_code = EXIT_USAGE
+
+
+class ResultsFileError(IolabError):
+    """A results file is missing, unreadable, not JSON, or of an unknown schema."""
+
+    exit_code = EXIT_USAGE
+
+
+class ServerStartError(IolabError):
+    exit_code = EXIT_STARTUP_FAILURE
+
+
+class ServerDiedError(IolabError):
+    exit_code = EXIT_SERVER_DIED
+
+
+class LimitsError(IolabError):
+    exit_code = EXIT_LIMITS
+
+
+class DriverError(IolabError):
+    exit_code = EXIT_DRIVER
+
+
+class ProbeError(IolabError):
+    """Reading /proc failed for a reason other than a thread or process that exited."""
+
+    exit_code = EXIT_USAGE
+
+
+class NoSuchProcess(ProbeError):
+    """The process being probed does not exist (any more)."""
+
+
+class AccessDenied(ProbeError):
+    """/proc of the process is not readable by us (another user's process)."""

@@ -1,0 +1,350 @@
+"""Result records and the versioned ``iolab.run`` JSON document.
+
+Every figure carries its unit in its name (``latency_ms``, ``rss_bytes``, ``cpu_ms``). Records are frozen:
+raw samples are never edited after they are taken.
+
+Schema history (the loader reads every version listed here; bump the minor number for additive changes,
+the major one when a reader of the old version would misread the new one):
+
+- ``iolab.run/1`` (0.1.0): first version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+from iolab.errors import ResultsFileError
+
+SCHEMA_NAME = "iolab.run"
+SCHEMA_VERSION = 1
+SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
+
+# The seed's percentile rows plus 99.9 (design.md, "Measurements").
+LATENCY_PERCENTILES: tuple[float, ...] = (50, 66, 75, 80, 90, 95, 98, 99, 99.9, 100)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Summary of per-second samples, the seed's columns: Count, Min, P50, P90, P95, P99, Max, Mean."""
+
+    count: int = 0
+    min: float = 0.0
+    p50: float = 0.0
+    p90: float = 0.0
+    p95: float = 0.0
+    p99: float = 0.0
+    max: float = 0.0
+    mean: float = 0.0
+
+
+@dataclass(frozen=True)
+class LatencyMs:
+    """Response-time percentiles in milliseconds (microsecond resolution underneath)."""
+
+    p50: float = 0.0
+    p66: float = 0.0
+    p75: float = 0.0
+    p80: float = 0.0
+    p90: float = 0.0
+    p95: float = 0.0
+    p98: float = 0.0
+    p99: float = 0.0
+    p99_9: float = 0.0
+    p100: float = 0.0
+    mean: float = 0.0
+
+
+@dataclass(frozen=True)
+class PerRequest:
+    """Server-side OS cost divided by the requests completed in the measured window."""
+
+    write_syscalls: float = 0.0
+    write_bytes: float = 0.0
+    voluntary_ctx_switches: float = 0.0
+    involuntary_ctx_switches: float = 0.0
+    cpu_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class MainThread:
+    """What ``pidstat -w`` shows: /proc/PID/status covers the main thread only."""
+
+    cswch_per_s: Summary = field(default_factory=Summary)
+    nvcswch_per_s: Summary = field(default_factory=Summary)
+
+
+@dataclass(frozen=True)
+class StdoutInfo:
+    """Where the server's stdout went and how Python buffered it.
+
+    kind: pipe | file | null | tty | slow.  buffering: block | line | unbuffered | unknown.
+    bytes and lines: what the sink received from the server's stdout and stderr during the whole run
+    of the server (start-up, warm-up and measured load).
+    """
+
+    kind: str = "pipe"
+    buffering: str = "block"
+    bytes: int = 0
+    lines: int = 0
+
+
+@dataclass(frozen=True)
+class ThreadTotal:
+    """Counters of every thread of one name over the measured window (exited threads included)."""
+
+    name: str
+    threads: int
+    voluntary_ctx_switches: int
+    involuntary_ctx_switches: int
+    cpu_ms: float
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One probe interval (like one line of ``pidstat -w -u -r 1``), rates per second."""
+
+    t_s: float
+    cswch_per_s: float
+    nvcswch_per_s: float
+    main_cswch_per_s: float
+    main_nvcswch_per_s: float
+    cpu_user_pct: float
+    cpu_sys_pct: float
+    write_syscalls_per_s: float
+    write_bytes_per_s: float
+    rss_bytes: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class DriverUsage:
+    """What the load generator itself cost (it must never be the bottleneck)."""
+
+    name: str = "builtin"
+    cpu_user_s: float = 0.0
+    cpu_sys_s: float = 0.0
+    cpu_pct_of_core: float = 0.0
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One scenario measured once, on a fresh server."""
+
+    round: int
+    status: Literal["ok", "failed"]
+    error: str | None
+    started: str
+    duration_s: float
+    requests: int
+    failed: int
+    non_2xx: int
+    timeouts: int
+    connect_errors: int
+    rps: float
+    server_cpu_s: float
+    rps_per_server_cpu_s: float
+    latency_ms: LatencyMs
+    latency_hdr: str
+    cswch_per_s: Summary
+    nvcswch_per_s: Summary
+    main_thread: MainThread
+    per_request: PerRequest
+    stdout: StdoutInfo
+    threads: tuple[ThreadTotal, ...]
+    samples: tuple[Sample, ...]
+    driver: DriverUsage
+    rusage: dict[str, float] = field(default_factory=dict)
+    noise: dict[str, float] = field(default_factory=dict)
+    server_log_tail: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    """A scenario's rounds and their aggregates (design.md, "Results file")."""
+
+    name: str
+    path: str
+    description: str
+    status: Literal["ok", "failed"]
+    rounds: tuple[RoundRecord, ...]
+    requests: int
+    failed: int
+    non_2xx: int
+    rps: float
+    rps_per_server_cpu_s: float
+    latency_ms: LatencyMs
+    latency_hdr: str
+    cswch_per_s: Summary
+    nvcswch_per_s: Summary
+    main_thread: MainThread
+    per_request: PerRequest
+    stdout: StdoutInfo
+    threads: tuple[ThreadTotal, ...]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A verdict on one metric between two scenarios: is b different from a, and by how much."""
+
+    a: str
+    b: str
+    metric: str
+    a_value: float
+    b_value: float
+    ratio: float
+    ci95: tuple[float, float]
+    p_value: float
+    verdict: str
+    method: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Warning:
+    """Something the reader must know; ``message`` ends with what to do about it."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    schema: str
+    created: str
+    tool_version: str
+    machine: dict[str, Any]
+    target: dict[str, Any]
+    load: dict[str, Any]
+    limits: dict[str, Any]
+    environment: dict[str, Any]
+    scenarios: tuple[ScenarioResult, ...]
+    comparisons: tuple[Comparison, ...] = ()
+    warnings: tuple[Warning, ...] = ()
+    attribution: tuple[str, ...] = ()
+    status: str = "complete"
+
+
+# ---------------------------------------------------------------------------------------------- JSON
+
+T = TypeVar("T")
+
+
+def to_dict(obj: Any) -> Any:
+    """A JSON-ready copy of a record (tuples become lists)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def dumps(result: RunResult) -> str:
+    return json.dumps(to_dict(result), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def save(result: RunResult, path: str | os.PathLike[str]) -> Path:
+    """Write atomically (temp file + rename) so a crash mid-write never leaves half a document."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".iolab-", suffix=".json", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(dumps(result))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _build(tp: Any, data: Any) -> Any:
+    """Rebuild a value of type ``tp`` from JSON data; missing fields take their defaults."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if data is None:
+            return None
+        return _build(args[0], data)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_build(args[0], v) for v in (data or ()))
+        return tuple(_build(a, v) for a, v in zip(args, data, strict=False))
+    if origin is Literal:
+        return data
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, data)  # type: ignore[arg-type]
+    if tp is float and isinstance(data, int):
+        return float(data)
+    return data
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    if not isinstance(data, dict):
+        raise ResultsFileError(f"expected an object for {cls.__name__}, found {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in data:
+            kwargs[f.name] = _build(hints[f.name], data[f.name])
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ResultsFileError(f"{cls.__name__} lacks the field {f.name!r}")
+    return cls(**kwargs)
+
+
+def parse_schema(schema: Any) -> tuple[str, int]:
+    if not isinstance(schema, str) or "/" not in schema:
+        raise ResultsFileError(f"not an iolab results file (schema: {schema!r})")
+    name, _, version = schema.partition("/")
+    try:
+        return name, int(version)
+    except ValueError:
+        raise ResultsFileError(f"not an iolab results file (schema: {schema!r})") from None
+
+
+def _upgrade(doc: dict[str, Any], version: int) -> dict[str, Any]:
+    """Bring an older document up to the current version, one step at a time (none yet)."""
+    return doc
+
+
+def loads(text: str, source: str = "<string>") -> RunResult:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsFileError(f"{source} is not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(doc, dict):
+        raise ResultsFileError(f"{source} is not an iolab results file (top level is not an object)")
+    name, version = parse_schema(doc.get("schema"))
+    if name != SCHEMA_NAME:
+        raise ResultsFileError(f"{source} has schema {doc.get('schema')!r}, expected {SCHEMA_NAME}/N")
+    if version > SCHEMA_VERSION:
+        raise ResultsFileError(
+            f"{source} was written by a newer iolab (schema {name}/{version}; this one reads up to "
+            f"{SCHEMA}): upgrade iolab"
+        )
+    doc = _upgrade(doc, version)
+    try:
+        return from_dict(RunResult, doc)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ResultsFileError(f"{source} is damaged: {exc}") from None
+
+
+def load(path: str | os.PathLike[str]) -> RunResult:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultsFileError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsFileError(f"{p}: cannot read ({exc})") from None
+    return loads(text, str(p))
