@@ -271,10 +271,10 @@ def _build(tp: Any, data: Any) -> Any:
     """Rebuild a value of type ``tp`` from JSON data; missing fields take their defaults."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
         if data is None:
             return None
-        return _build(args[0], data)
+        return _build(members[0], data)
     if origin is tuple:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:

@@ -1,0 +1,146 @@
+"""The ``iolab`` command line: parse into config dataclasses, call the library, map errors once.
+
+Only this module prints ``error: …`` and chooses exit codes (hyperfine's main.rs, uvicorn's named codes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from iolab import __version__
+from iolab.errors import EXIT_INTERRUPTED, IolabError
+
+
+class _Group(click.Group):
+    """Maps iolab's own errors to one line ``error: …`` and a named exit code; never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def _terminate(signum: int, frame: FrameType | None) -> None:
+            # SIGTERM takes the same path as Ctrl-C: servers killed, cgroups removed, results saved.
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _terminate)
+        try:
+            return super().invoke(ctx)
+        except IolabError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; partial results were kept", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="iolab")
+def cli() -> None:
+    """Measure, explain and cut what I/O (print, logging, stdout) costs a Python program or service.
+
+    \b
+    iolab run                  the seed experiment on the built-in demo app
+    iolab scenarios            what each demo scenario isolates
+    iolab micro script.py      what each print costs a script
+    """
+
+
+def _default_output() -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("iolab-results") / f"{stamp}.json"
+
+
+@cli.command("run")
+@click.option("--scenario", "scenario", default="all", show_default=True, metavar="LIST",
+              help="Demo scenarios, comma-separated (see `iolab scenarios`), or all.")
+@click.option("--app", default=None, metavar="MODULE:ATTR",
+              help="Your ASGI app instead of the demo, e.g. mypkg.main:app (needs --path).")
+@click.option("--app-dir", default=None, type=click.Path(file_okay=False),
+              help="Directory to import --app from (default: the current one).")
+@click.option("--path", "paths", multiple=True, metavar="PATH",
+              help="A path of --app to measure; repeat for several (one fresh server each).")
+@click.option("-n", "--requests", default=10_000, show_default=True, type=click.IntRange(1),
+              help="Measured requests per scenario and round (ab -n).")
+@click.option("-c", "--concurrency", default=100, show_default=True, type=click.IntRange(1),
+              help="Requests in flight at once (ab -c).")
+@click.option("--warmup", default=1_000, show_default=True, type=click.IntRange(0),
+              help="Requests sent before measuring, on the same server.")
+@click.option("--keepalive/--no-keepalive", default=False, show_default=True,
+              help="Reuse connections (default: a new connection per request, as ab does).")
+@click.option("--timeout", "timeout_s", default=30.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="Seconds before a request counts as timed out.")
+@click.option("--interval", "interval_s", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between /proc samples (pidstat's interval).")
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(1),
+              help="Rounds; each runs every scenario once, in rotated order.")
+@click.option("--cpus", default="0.5", show_default=True, help="CPU limit for the server (0 = none).")
+@click.option("--memory", default="256M", show_default=True, help="Memory limit for the server (0 = none).")
+@click.option("--pin/--no-pin", default=True, show_default=True,
+              help="Pin the server and the load driver to different cores.")
+@click.option("--require-limits", is_flag=True, help="Fail instead of running without the limits.")
+@click.option("--unbuffered", is_flag=True,
+              help="Run the server with PYTHONUNBUFFERED=1 (default: removed, Python's block buffering).")
+@click.option("--stdout", "stdout_kind", default="pipe", show_default=True,
+              type=click.Choice(["pipe", "file", "null", "tty", "slow"]),
+              help="Where the server's stdout/stderr go.")
+@click.option("--sink-rate", default="400KB/s", show_default=True,
+              help="Read rate of --stdout slow.")
+@click.option("--port", default=None, type=click.IntRange(1, 65535),
+              help="Port for the server on 127.0.0.1 (default: a free one per server).")
+@click.option("--ready-timeout", "ready_timeout_s", default=30.0, show_default=True,
+              type=click.FloatRange(min=0.1), help="Seconds to wait for the server to accept connections.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Results file (JSON, iolab.run/1). Default: iolab-results/<timestamp>.json")
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the tables as GitHub Markdown ('-' = stdout).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def run_command(**kw: Any) -> None:
+    """Reproduce the seed experiment (or measure your app) and print the tables.
+
+    \b
+    Examples:
+      iolab run
+      iolab run --scenario sync,async -n 2000 -c 50 --rounds 5
+      iolab run --app mypkg.main:app --path /orders --path /health
+      iolab run --cpus 0 --memory 0 --unbuffered --markdown -
+    """
+    from iolab.runner import run_from_cli
+
+    run_from_cli(kw, default_output=_default_output())
+
+
+@cli.command("scenarios")
+def scenarios_command() -> None:
+    """List the demo app's scenarios and what each isolates."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from iolab.demo.scenarios import BY_NAME, DEFAULT_ORDER
+
+    table = Table(title="Demo scenarios (one fresh server each)", title_justify="left")
+    for col in ("name", "path", "handler", "isolates", "control"):
+        table.add_column(col)
+    for name in DEFAULT_ORDER:
+        s = BY_NAME[name]
+        table.add_row(s.name, s.path, s.handler, s.isolates, s.control or "—")
+    Console().print(table)
+
+
+def _register() -> None:
+    from iolab.micro.cli import micro_command
+
+    cli.add_command(micro_command, name="micro")
+
+
+def main() -> None:
+    _register()
+    cli(prog_name="iolab")
+

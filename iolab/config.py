@@ -1,0 +1,43 @@
+"""What one ``iolab run`` is asked to do, as plain frozen dataclasses (the CLI only fills these in)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from iolab.limits import LimitsRequest
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """One path of the target, measured on a fresh server."""
+
+    name: str
+    path: str
+    method: str = "GET"
+    description: str = ""
+    control: str | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    scenarios: tuple[ScenarioSpec, ...]
+    app: str = "iolab.demo.app:app"
+    app_dir: str | None = None
+    requests: int = 10_000
+    concurrency: int = 100
+    warmup: int = 1_000
+    keepalive: bool = False
+    timeout_s: float = 30.0
+    interval_s: float = 1.0
+    rounds: int = 1
+    limits: LimitsRequest = field(default_factory=LimitsRequest)
+    stdout: str = "pipe"
+    sink_rate_bytes_per_s: int = 400_000
+    unbuffered: bool = False
+    port: int | None = None
+    ready_timeout_s: float = 30.0
+    output: Path = Path("iolab-results/run.json")
+    is_demo: bool = True
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""

@@ -1,0 +1,159 @@
+"""``iolab run`` as the CLI uses it: options → RunConfig, a progress bar, the report, the files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from iolab.config import RunConfig, ScenarioSpec
+from iolab.demo.scenarios import DEMO_APP, select
+from iolab.errors import UsageError
+from iolab.experiment import Experiment
+from iolab.export import markdown, terminal
+from iolab.limits import LimitsRequest, parse_cpus, parse_memory
+from iolab.results import RoundRecord, RunResult
+from iolab.sinks import parse_rate
+
+
+def _scenarios(kw: dict[str, Any]) -> tuple[tuple[ScenarioSpec, ...], bool]:
+    if kw.get("app"):
+        if not kw.get("paths"):
+            raise UsageError("--app needs at least one --path to measure, e.g. --path /health")
+        specs = []
+        for p in kw["paths"]:
+            path = p if p.startswith("/") else "/" + p
+            specs.append(ScenarioSpec(name=path, path=path, description=f"{kw['app']} {path}"))
+        return tuple(specs), False
+    if kw.get("paths"):
+        raise UsageError("--path needs --app (the demo's scenarios are chosen with --scenario)")
+    return tuple(ScenarioSpec(s.name, s.path, s.method, s.isolates, s.control)
+                 for s in select(kw.get("scenario"))), True
+
+
+def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
+    scenarios, is_demo = _scenarios(kw)
+    try:
+        cpus = parse_cpus(str(kw["cpus"]))
+    except ValueError:
+        raise UsageError(f"cannot read --cpus {kw['cpus']!r} (e.g. 0.5, 2, or 0 for none)") from None
+    mem_text = str(kw["memory"]).strip()
+    try:
+        memory = None if mem_text in ("0", "none", "") else parse_memory(mem_text)
+    except ValueError:
+        raise UsageError(f"cannot read --memory {kw['memory']!r} (e.g. 256M, 1G, or 0 for none)") from None
+    if kw.get("app_dir") and not Path(kw["app_dir"]).is_dir():
+        raise UsageError(f"--app-dir {kw['app_dir']}: no such directory")
+    return RunConfig(
+        scenarios=scenarios,
+        app=kw.get("app") or DEMO_APP,
+        app_dir=str(Path(kw["app_dir"]).resolve()) if kw.get("app_dir") else None,
+        requests=kw["requests"],
+        concurrency=kw["concurrency"],
+        warmup=kw["warmup"],
+        keepalive=kw["keepalive"],
+        timeout_s=kw["timeout_s"],
+        interval_s=kw["interval_s"],
+        rounds=kw["rounds"],
+        limits=LimitsRequest(cpus=cpus, memory_bytes=memory, pin=kw["pin"], require=kw["require_limits"]),
+        stdout=kw["stdout_kind"],
+        sink_rate_bytes_per_s=parse_rate(kw["sink_rate"]),
+        unbuffered=kw["unbuffered"],
+        port=kw.get("port"),
+        ready_timeout_s=kw["ready_timeout_s"],
+        output=kw.get("output") or default_output,
+        is_demo=is_demo,
+    )
+
+
+class ProgressReporter:
+    """A rich progress bar on stderr: one line per scenario-round, showing the requests sent."""
+
+    def __init__(self, console: Console) -> None:
+        self._bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=False,
+        )
+        self._task: Any = None
+        self._label = ""
+
+    def __enter__(self) -> ProgressReporter:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def scenario_started(self, round_no: int, rounds: int, name: str, index: int, total: int) -> None:
+        self._label = f"round {round_no}/{rounds} · {name}"
+        self._task = self._bar.add_task(self._label, total=None)
+
+    def phase(self, text: str) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, description=f"{self._label} · {text}", completed=0, total=None)
+
+    def progress(self, done: int, total: int) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, completed=done, total=total)
+
+    def scenario_finished(self, record: RoundRecord) -> None:
+        if self._task is not None:
+            state = "done" if record.status == "ok" else "FAILED"
+            self._bar.update(self._task, description=f"{self._label} · {state}")
+
+
+class LineReporter:
+    """Without a terminal (CI, a pipe): one line per scenario-round on stderr."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._label = ""
+
+    def scenario_started(self, round_no: int, rounds: int, name: str, index: int, total: int) -> None:
+        self._label = f"round {round_no}/{rounds} · {name} ({index}/{total})"
+
+    def phase(self, text: str) -> None:
+        pass
+
+    def progress(self, done: int, total: int) -> None:
+        pass
+
+    def scenario_finished(self, record: RoundRecord) -> None:
+        if record.status == "ok":
+            self._console.print(f"{self._label}: {record.requests:,} requests, {record.rps:,.0f} req/s, "
+                                f"p50 {record.latency_ms.p50:.1f} ms", highlight=False)
+        else:
+            self._console.print(f"{self._label}: FAILED — {record.error}", highlight=False)
+
+
+def write_outputs(result: RunResult, markdown_path: Path | None, console: Console) -> None:
+    if markdown_path is not None:
+        text = markdown.render(result)
+        if str(markdown_path) == "-":
+            sys.stdout.write(text)
+        else:
+            markdown_path.parent.mkdir(parents=True, exist_ok=True)
+            markdown_path.write_text(text, encoding="utf-8")
+    terminal.print_report(result, console)
+
+
+def run_from_cli(kw: dict[str, Any], default_output: Path) -> RunResult:
+    config = build_config(kw, default_output)
+    # Without a terminal (a pipe, a CI log) rich would wrap at 80 columns and cut the tables' cells.
+    out = Console() if sys.stdout.isatty() else Console(width=200)
+    err = Console(stderr=True)
+    if kw.get("quiet"):
+        result = Experiment(config).run()
+    elif not err.is_terminal:
+        err.print(f"iolab run: {len(config.scenarios)} scenario(s) × {config.rounds} round(s) "
+                  f"→ {config.output}", highlight=False)
+        result = Experiment(config, LineReporter(err)).run()
+    else:
+        with ProgressReporter(err) as bar:
+            result = Experiment(config, bar).run()
+    write_outputs(result, kw.get("markdown"), out)
+    out.print(f"results: {config.output}", highlight=False)
+    return result

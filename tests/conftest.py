@@ -1,0 +1,59 @@
+"""Shared fixtures: the real CLI as a subprocess, and a check that nothing is left behind."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def iolab_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m iolab …`` exactly as a user would, with no standard input."""
+    return subprocess.run(
+        [sys.executable, "-m", "iolab", *args], cwd=cwd or REPO, env=env or iolab_env(),
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def iolab_cgroups() -> list[str]:
+    # v1 memory cgroups are created under our own (nested) memory cgroup: find_cgroups walks them all.
+    from iolab.limits import find_cgroups
+
+    return sorted(find_cgroups())
+
+
+def processes_matching(text: str) -> list[str]:
+    out = []
+    for d in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            cmd = Path(d).read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd and str(os.getpid()) not in d:
+            out.append(cmd)
+    return out
+
+
+@pytest.fixture
+def nothing_left_behind() -> Iterator[None]:
+    """Asserts, after the test, that no cgroup of ours and no iolab server is left."""
+    before = set(iolab_cgroups())
+    yield
+    left = [c for c in iolab_cgroups() if c not in before]
+    servers = processes_matching("-m iolab.serve")
+    assert not left, f"cgroups left behind: {left}"
+    assert not servers, f"servers left behind: {servers}"
