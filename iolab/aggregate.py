@@ -14,7 +14,8 @@ from iolab.results import (
     StdoutInfo,
     ThreadTotal,
 )
-from iolab.stats import median, summarize
+from iolab.stats import coefficient_of_variation, median, summarize
+from iolab.verdict import DEFAULT_METRICS, metric_value
 
 
 def per_request(requests: int, write_syscalls: float, write_bytes: float, voluntary: float,
@@ -97,4 +98,15 @@ def aggregate(name: str, path: str, description: str, rounds: Sequence[RoundReco
         per_request=pr,
         stdout=stdout,
         threads=merge_threads([r.threads for r in ok]),
+        stability_cv_pct=stability(ok),
     )
+
+
+def stability(rounds: Sequence[RoundRecord]) -> dict[str, float]:
+    """CV in percent of each verdict metric over the rounds (absent with fewer than 2 rounds)."""
+    out: dict[str, float] = {}
+    for name in DEFAULT_METRICS:
+        cv = coefficient_of_variation([metric_value(r, name) for r in rounds])
+        if cv is not None:
+            out[name] = round(100.0 * cv, 2)
+    return out

@@ -79,8 +79,10 @@ def _default_output() -> Path:
               help="Seconds before a request counts as timed out.")
 @click.option("--interval", "interval_s", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
               help="Seconds between /proc samples (pidstat's interval).")
-@click.option("--rounds", default=1, show_default=True, type=click.IntRange(1),
-              help="Rounds; each runs every scenario once, in rotated order.")
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1),
+              help="Rounds; each runs every scenario once, in rotated order (verdicts need ≥ 2).")
+@click.option("--compare", "compare", multiple=True, metavar="A:B",
+              help="A pair of scenarios to compare (repeatable; default: the demo's controls and seed pairs).")
 @click.option("--cpus", default="0.5", show_default=True, help="CPU limit for the server (0 = none).")
 @click.option("--memory", default="256M", show_default=True, help="Memory limit for the server (0 = none).")
 @click.option("--pin/--no-pin", default=True, show_default=True,
@@ -115,6 +117,46 @@ def run_command(**kw: Any) -> None:
     from iolab.runner import run_from_cli
 
     run_from_cli(kw, default_output=_default_output())
+
+
+@cli.command("compare")
+@click.argument("base", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--fail-if", "gates", multiple=True, metavar="EXPR",
+              help="Exit 1 if EXPR holds for a scenario of NEW: 'p99_ms > +10%' (relative to BASE), "
+                   "'write_syscalls_per_request > 4' (absolute). Repeatable; prefix a scenario as 'sync:rps < -5%'.")
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the comparison as Markdown ('-' = stdout).")
+def compare_command(base: Path, new: Path, gates: tuple[str, ...], markdown: Path | None) -> None:
+    """Compare two saved runs per scenario and metric; with --fail-if, act as a CI gate.
+
+    \b
+    Examples:
+      iolab compare base.json new.json
+      iolab compare base.json new.json --fail-if "p99_ms > +10%" --fail-if "write_syscalls_per_request > 4"
+    """
+    from iolab.runner import compare_from_cli
+
+    compare_from_cli(base, new, gates, markdown)
+
+
+@cli.command("report")
+@click.argument("results_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default=None,
+              help="Output format (default: from -o's extension, else text).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of stdout ('-' = stdout).")
+def report_command(results_file: Path, fmt: str | None, output: Path | None) -> None:
+    """Render a saved run (any older iolab.run version) as text, Markdown or JSON.
+
+    \b
+    Examples:
+      iolab report iolab-results/20260101-120000.json
+      iolab report results.json -o results.md
+    """
+    from iolab.runner import report_from_cli
+
+    report_from_cli(results_file, fmt, output)
 
 
 @cli.command("scenarios")

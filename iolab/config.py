@@ -30,7 +30,7 @@ class RunConfig:
     keepalive: bool = False
     timeout_s: float = 30.0
     interval_s: float = 1.0
-    rounds: int = 1
+    rounds: int = 3
     limits: LimitsRequest = field(default_factory=LimitsRequest)
     stdout: str = "pipe"
     sink_rate_bytes_per_s: int = 400_000
@@ -41,3 +41,4 @@ class RunConfig:
     is_demo: bool = True
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
+    compare: tuple[tuple[str, str], ...] = ()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from iolab import __version__, facts, latency, results
+from iolab import __version__, advice, facts, latency, results, verdict
 from iolab.aggregate import aggregate, per_request, window_samples
 from iolab.config import RunConfig, ScenarioSpec
 from iolab.drivers.base import LoadResult, LoadSpec
@@ -130,6 +130,8 @@ class Experiment:
                  ) -> None:
         self.config = config
         self.reporter: Reporter = reporter or SilentReporter()
+        # Pairs to compare: the user's (--compare a:b), else the demo's controls and seed pairs.
+        self.pairs: list[tuple[str, str]] | None = list(config.compare) or None
         self._drive = driver or BuiltinDriver().run
         self.state = _State(
             config=config,
@@ -180,6 +182,12 @@ class Experiment:
             rounds = self.state.rounds.get(spec.name)
             if rounds:
                 scenarios.append(aggregate(spec.name, spec.path, spec.description, rounds))
+        by_name = {s.name: s for s in scenarios}
+        ok = {n: s for n, s in by_name.items() if any(r.status == "ok" for r in s.rounds)}
+        comparisons = verdict.compare_all(ok, self.pairs) if len(ok) >= 2 else []
+        attribution: list[str] = []
+        if cfg.is_demo and len(ok) >= 2:
+            attribution = verdict.attribute(ok, "p50_ms")[:-1] + verdict.attribute(ok, "cpu_ms_per_request")
         return RunResult(
             schema=results.SCHEMA,
             created=self.state.created,
@@ -190,8 +198,9 @@ class Experiment:
             limits=self.state.limits,
             environment=self.state.environment,
             scenarios=tuple(scenarios),
-            comparisons=(),
-            warnings=tuple(self._warnings(scenarios)),
+            comparisons=tuple(comparisons),
+            warnings=tuple(self._warnings(ok)),
+            attribution=tuple(attribution),
             status=status,
         )
 
@@ -224,15 +233,20 @@ class Experiment:
                 "concurrency": cfg.concurrency, "warmup_requests": cfg.warmup, "keepalive": cfg.keepalive,
                 "timeout_s": cfg.timeout_s, "rounds": cfg.rounds}
 
-    def _warnings(self, scenarios: list[ScenarioResult]) -> list[Warning]:
+    def _warnings(self, scenarios: dict[str, ScenarioResult]) -> list[Warning]:
+        cfg = self.config
         out = list(self.state.warnings)
+        out += advice.buffering_warnings(cfg.stdout, python_buffering(cfg.stdout, cfg.unbuffered))
+        applied_cpus = self.state.limits.get("cpus") if self.state.limits else None
+        out += advice.scenario_warnings(
+            scenarios, float(applied_cpus) if isinstance(applied_cpus, (int, float)) and applied_cpus else None)
         lim = self.state.limits
         if lim and lim.get("method") == "none" and (self.config.limits.cpus or self.config.limits.memory_bytes):
             out.append(Warning("limits-not-applied",
                                f"The CPU/memory limits were not applied ({lim.get('reason')}); figures are for "
                                "an unlimited server. Run as root on a machine with cgroups, or pass "
                                "--require-limits to refuse to run without them."))
-        return out
+        return advice.dedupe(out)
 
     # ------------------------------------------------------------------------------------ one scenario
     def _measure(self, spec: ScenarioSpec, round_no: int) -> RoundRecord:

@@ -188,6 +188,8 @@ class ScenarioResult:
     per_request: PerRequest
     stdout: StdoutInfo
     threads: tuple[ThreadTotal, ...]
+    # Coefficient of variation (%) of each verdict metric over the successful rounds: how stable it was.
+    stability_cv_pct: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,17 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         raise UsageError(f"cannot read --memory {kw['memory']!r} (e.g. 256M, 1G, or 0 for none)") from None
     if kw.get("app_dir") and not Path(kw["app_dir"]).is_dir():
         raise UsageError(f"--app-dir {kw['app_dir']}: no such directory")
+    names = {s.name for s in scenarios}
+    pairs = []
+    for item in kw.get("compare") or ():
+        a, sep, b = item.partition(":")
+        if not sep or a not in names or b not in names:
+            raise UsageError(f"--compare {item!r}: expected A:B with two measured scenario names "
+                             f"(have: {', '.join(sorted(names))})")
+        pairs.append((a, b))
     return RunConfig(
         scenarios=scenarios,
+        compare=tuple(pairs),
         app=kw.get("app") or DEMO_APP,
         app_dir=str(Path(kw["app_dir"]).resolve()) if kw.get("app_dir") else None,
         requests=kw["requests"],
@@ -157,3 +166,60 @@ def run_from_cli(kw: dict[str, Any], default_output: Path) -> RunResult:
     write_outputs(result, kw.get("markdown"), out)
     out.print(f"results: {config.output}", highlight=False)
     return result
+
+
+def compare_from_cli(base_path: Path, new_path: Path, gate_texts: tuple[str, ...],
+                     markdown_path: Path | None) -> None:
+    from iolab import results
+    from iolab.compare import compare_runs, parse_gate
+    from iolab.errors import EXIT_FAILURE
+    from iolab.export import tables
+
+    gates = [parse_gate(g) for g in gate_texts]  # a malformed gate fails before any file is read
+    base = results.load(base_path)
+    new = results.load(new_path)
+    rc = compare_runs(base, new, gates)
+    out = Console() if sys.stdout.isatty() else Console(width=200)
+    paths = {s.name: s.path for s in (*base.scenarios, *new.scenarios)}
+    tabs = tables.comparison_tables(rc.comparisons, paths)
+    if not tabs:
+        raise UsageError(f"{base_path} and {new_path} have no successful scenario in common")
+    for t in tabs:
+        out.print(terminal.rich_table(t))
+    for name in rc.only_in_base:
+        out.print(f"only in base: {name}", highlight=False)
+    for name in rc.only_in_new:
+        out.print(f"only in new: {name}", highlight=False)
+    if markdown_path is not None:
+        text = "\n\n".join(markdown.table(t) for t in tabs) + "\n"
+        if str(markdown_path) == "-":
+            sys.stdout.write(text)
+        else:
+            markdown_path.write_text(text, encoding="utf-8")
+    if rc.failures:
+        err = Console(stderr=True, width=200)
+        for f in rc.failures:
+            err.print(f"gate failed: {f.describe()}", highlight=False)
+        sys.exit(EXIT_FAILURE)
+    if gates:
+        out.print(f"all {len(gates)} gate(s) passed", highlight=False)
+
+
+def report_from_cli(results_file: Path, fmt: str | None, output: Path | None) -> None:
+    from iolab import results
+
+    result = results.load(results_file)
+    if fmt is None:
+        suffix = output.suffix.lower() if output is not None and str(output) != "-" else ""
+        fmt = {".md": "md", ".markdown": "md", ".json": "json"}.get(suffix, "text")
+    if fmt == "md":
+        text = markdown.render(result)
+    elif fmt == "json":
+        text = results.dumps(result)
+    else:
+        text = terminal.render(result, width=160)
+    if output is None or str(output) == "-":
+        sys.stdout.write(text)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")

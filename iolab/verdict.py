@@ -102,8 +102,16 @@ _REGISTRY = (
         "involuntary context switches per request",
     ),
 )
-METRICS: Mapping[str, Metric] = {m.name: m for m in _REGISTRY}
-DEFAULT_METRICS: tuple[str, ...] = tuple(METRICS)
+# Readable by name (gates, `iolab compare`), but not compared in every report.
+_EXTRA = (
+    *(_latency(f"{p}_ms", f"latency_ms.{p}", f"{p.replace('_', '.')} latency")
+      for p in ("p66", "p75", "p80", "p90", "p95", "p98", "p99_9", "p100", "mean")),
+    _count("write_bytes_per_request", "per_request.write_bytes", "bytes written per request"),
+    _count("failed", "failed", "failed requests"),
+    _count("non_2xx", "non_2xx", "non-2xx responses"),
+)
+DEFAULT_METRICS: tuple[str, ...] = tuple(m.name for m in _REGISTRY)
+METRICS: Mapping[str, Metric] = {m.name: m for m in (*_REGISTRY, *_EXTRA)}
 
 
 def get_metric(name: str) -> Metric:

@@ -12,7 +12,7 @@ def _escape(cell: str) -> str:
 
 def table(t: Table) -> str:
     head = "| " + " | ".join(_escape(h) for h in t.headers) + " |"
-    align = "|" + "|".join(":---" if (i == 0 and t.align_first_left) else "---:" for i in range(len(t.headers))) + "|"
+    align = "|" + "|".join(":---" if i < t.left_columns else "---:" for i in range(len(t.headers))) + "|"
     body = ["| " + " | ".join(_escape(c) for c in row) + " |" for row in t.rows]
     out = [f"### {t.title}", "", head, align, *body]
     if t.caption:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from iolab.results import RunResult, ScenarioResult, Summary
+from iolab.results import Comparison, RunResult, ScenarioResult, Summary
+from iolab.stats import RATIO_UNBOUNDED
 
 LATENCY_ROWS: tuple[tuple[str, str], ...] = (
     ("50%", "p50"), ("66%", "p66"), ("75%", "p75"), ("80%", "p80"), ("90%", "p90"), ("95%", "p95"),
@@ -20,7 +21,7 @@ class Table:
     headers: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     caption: str = ""
-    align_first_left: bool = True
+    left_columns: int = 1  # how many leading columns hold text (left-aligned); the rest are numbers
 
 
 def _ms(v: float) -> str:
@@ -131,7 +132,7 @@ def facts_table(result: RunResult) -> Table:
         ("machine", f"{result.machine.get('cpu_model')}, {result.machine.get('cpu_count')} CPUs, "
                     f"kernel {result.machine.get('kernel')}"),
     ]
-    return Table("Run facts", ("fact", "value"), tuple(rows))
+    return Table("Run facts", ("fact", "value"), tuple(rows), left_columns=2)
 
 
 def _limits_text(lim: dict[str, object]) -> str:
@@ -163,8 +164,79 @@ def noise_table(result: RunResult) -> Table:
                  "CPU in percent of one core during the measured window")
 
 
+VERDICT_METRICS: tuple[tuple[str, str], ...] = (
+    ("p50_ms", "p50"), ("p99_ms", "p99"), ("rps", "req/s"), ("rps_per_server_cpu_s", "req/CPU-s"),
+    ("cpu_ms_per_request", "CPU/req"), ("write_syscalls_per_request", "writes/req"),
+    ("voluntary_ctx_switches_per_request", "vol.sw/req"),
+)
+
+
+def verdict_cell(c: Comparison) -> str:
+    """'−21 %' when significant, 'n.s.' otherwise; a change from zero is shown as the two values."""
+    if c.ratio >= RATIO_UNBOUNDED or c.a_value == 0:
+        change = f"0 → {c.b_value:.3g}"
+    else:
+        change = f"{(c.ratio - 1.0) * 100.0:+.1f} %".replace("-", "−")
+    if c.verdict == "no significant difference":
+        return f"n.s. ({change})"
+    return change
+
+
+def verdict_table(result: RunResult) -> Table | None:
+    pairs: dict[tuple[str, str], dict[str, Comparison]] = {}
+    for c in result.comparisons:
+        pairs.setdefault((c.a, c.b), {})[c.metric] = c
+    if not pairs:
+        return None
+    paths = {s.name: s.path for s in result.scenarios}
+    rows = []
+    for (a, b), by_metric in pairs.items():
+        cells = [verdict_cell(by_metric[m]) if m in by_metric else "—" for m, _ in VERDICT_METRICS]
+        rows.append((f"{paths.get(b, b)} vs {paths.get(a, a)}", *cells))
+    return Table(
+        "Verdicts: change of B vs A (ratio of medians over rounds)",
+        ("B vs A", *(label for _, label in VERDICT_METRICS)),
+        tuple(rows),
+        "n.s. = no significant difference (95 % CI of the ratio includes 1, p ≥ 0.05, or |change| < 1 %); "
+        "Welch's t on log round values, see docs/statistics.md",
+    )
+
+
+def stability_table(result: RunResult) -> Table | None:
+    rows = []
+    for s in result.scenarios:
+        if s.stability_cv_pct:
+            rows.append((s.path, *(f"{s.stability_cv_pct.get(m, 0.0):.1f} %" for m, _ in VERDICT_METRICS)))
+    if not rows:
+        return None
+    return Table("Stability: coefficient of variation over rounds",
+                 ("Scenario", *(label for _, label in VERDICT_METRICS)), tuple(rows),
+                 "per-request counts vary least: they make the best CI gates (iolab compare --fail-if)")
+
+
 def all_tables(result: RunResult) -> list[Table]:
     if not result.scenarios:
         return [facts_table(result)]
-    return [latency_table(result), *context_switch_tables(result), per_request_table(result),
-            threads_table(result), noise_table(result), facts_table(result)]
+    tables = [latency_table(result), *context_switch_tables(result), per_request_table(result),
+              threads_table(result), noise_table(result)]
+    tables += [t for t in (stability_table(result), verdict_table(result)) if t is not None]
+    return [*tables, facts_table(result)]
+
+
+def comparison_tables(comparisons: Sequence[Comparison], paths: dict[str, str]) -> list[Table]:
+    """``iolab compare``: one table per scenario, base (A) against new (B)."""
+    by_scenario: dict[str, list[Comparison]] = {}
+    for c in comparisons:
+        by_scenario.setdefault(c.b, []).append(c)
+    tables = []
+    for name, cs in by_scenario.items():
+        rows = tuple(
+            (c.metric, f"{c.a_value:,.4g}", f"{c.b_value:,.4g}", verdict_cell(c),
+             f"{c.ci95[0]:.3f}–{c.ci95[1]:.3f}" if c.ratio < RATIO_UNBOUNDED else "—",
+             f"{c.p_value:.3g}", c.verdict)
+            for c in cs
+        )
+        tables.append(Table(f"{paths.get(name, name)}: new vs base", ("metric", "base", "new", "change",
+                                                                        "95 % CI of ratio", "p", "verdict"),
+                            rows, left_columns=1))
+    return tables

@@ -10,11 +10,11 @@ from iolab.export.tables import Table, all_tables
 from iolab.results import RunResult
 
 
-def _rich(t: Table) -> RichTable:
+def rich_table(t: Table) -> RichTable:
     rt = RichTable(title=t.title, caption=t.caption or None, box=box.SIMPLE_HEAD, title_justify="left",
                    caption_justify="left", title_style="bold")
     for i, h in enumerate(t.headers):
-        rt.add_column(h, justify="left" if (i == 0 and t.align_first_left) else "right", no_wrap=i > 0)
+        rt.add_column(h, justify="left" if i < t.left_columns else "right", no_wrap=i > 0)
     for row in t.rows:
         rt.add_row(*row)
     return rt
@@ -23,7 +23,7 @@ def _rich(t: Table) -> RichTable:
 def print_report(result: RunResult, console: Console | None = None) -> None:
     console = console or Console()
     for t in all_tables(result):
-        console.print(_rich(t))
+        console.print(rich_table(t))
     for line in result.attribution:
         console.print(f"• {line}")
     if result.warnings:

@@ -1,0 +1,158 @@
+"""Warnings as data: what the reader must know about a run, each message ending with what to do.
+
+Pure functions over the results (no I/O), like hyperfine's ``output/warnings.rs``. Thresholds are named
+and explained here so a reader of a report can check why a warning fired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from iolab.results import RoundRecord, ScenarioResult, Warning
+from iolab.stats import outliers
+from iolab.verdict import stdout_notes
+
+# The driver is the bottleneck when it uses most of its core: its own latency then leaks into ours.
+DRIVER_SATURATED_PCT = 90.0
+# Other processes using this much of a core (on average over a round) disturb a 2-core measurement.
+OTHER_LOAD_PCT = 25.0
+# A hypervisor stealing this much means the VM's CPU time is not the wall time.
+STEAL_PCT = 5.0
+# Throttled in more than this share of CFS periods: latency includes quota stalls (up to period − quota).
+THROTTLED_MOST_PCT = 50.0
+# Below this share of the CPU quota, something other than CPU limited the server.
+QUOTA_REACHED_SHARE = 0.8
+# A percentile needs about 1/(1−q) samples to mean anything: p99 needs 100.
+MIN_SAMPLES_P99 = 100
+MIN_REQUESTS_P99_9 = 1000
+
+
+def _w(kind: str, message: str) -> Warning:
+    return Warning(kind, message)
+
+
+def buffering_warnings(kind: str, buffering: str) -> list[Warning]:
+    out = []
+    if buffering == "unbuffered":
+        out.append(_w("stdout-unbuffered",
+                      "The server's stdout was unbuffered (PYTHONUNBUFFERED=1 or -u): every print or log line "
+                      "is a write() system call. Unset PYTHONUNBUFFERED in production images unless you need "
+                      "it, or log through a batching handler (iolab.logging)."))
+    if kind == "tty":
+        out.append(_w("stdout-tty",
+                      "The server's stdout was a terminal: Python line-buffers it, so every line is a write() "
+                      "system call. Services rarely log to a tty; measure with --stdout pipe to see production "
+                      "costs."))
+    return out
+
+
+# The modified z-score needs a handful of rounds: with 3, two close values make the third an "outlier".
+MIN_ROUNDS_FOR_OUTLIERS = 5
+
+_HINTS: dict[str, tuple[str, str]] = {
+    # kind: (what happened, in which scenarios/rounds: {where}; what to do)
+    "stdout-nonblocking": (
+        "the app switched its stdout to non-blocking mode in {where} (aiologger does this for the whole "
+        "process); a later print() can raise BlockingIOError when the pipe is full.",
+        "Keep aiologger away from shared descriptors, or use a handler that leaves them as they are.",
+    ),
+    "driver-saturated": (
+        f"the load driver used ≥ {DRIVER_SATURATED_PCT:.0f} % of its core in {{where}}, so it may have "
+        "limited the load.",
+        "Lower -c, use --keepalive, or give the driver a core of its own.",
+    ),
+    "other-load": (
+        f"other processes used ≥ {OTHER_LOAD_PCT:.0f} % of a core during {{where}}.",
+        "Stop other work on the machine, or add --rounds and rely on the per-request counts, which noise "
+        "barely moves.",
+    ),
+    "cpu-steal": (
+        f"the hypervisor stole ≥ {STEAL_PCT:.0f} % of a core during {{where}}.",
+        "Use a dedicated machine, or compare per-request counts.",
+    ),
+    "throttled": (
+        f"the CPU quota throttled the server in more than {THROTTLED_MOST_PCT:.0f} % of its periods in "
+        "{where}: latency includes quota stalls of up to a period's unused share.",
+        "That is the seed's setup; compare requests per server CPU-second and the per-request costs, which "
+        "do not depend on the stalls.",
+    ),
+    "quota-not-reached": (
+        f"the server used less than {QUOTA_REACHED_SHARE:.0%} of its CPU quota in {{where}}, so CPU was "
+        "not all that limited it (the driver, I/O waits or a lock did too).",
+        "Raise -c, or check the driver's CPU in the noise table.",
+    ),
+    "disturbed-round": (
+        "{where} stand out from the other rounds in req/s (modified z-score > 3.5).",
+        "Rerun with more --rounds on a quiet machine.",
+    ),
+    "few-samples": (
+        f"the per-second tables have fewer than {MIN_SAMPLES_P99} samples in {{where}}, so their P99 is "
+        "close to their Max.",
+        "Use more requests or a shorter --interval for tail figures.",
+    ),
+    "few-requests": (
+        f"fewer than {MIN_REQUESTS_P99_9} requests were measured in {{where}}, too few for a 99.9th "
+        "percentile.",
+        "Raise -n.",
+    ),
+}
+
+
+def scenario_warnings(scenarios: Mapping[str, ScenarioResult], cpus_limit: float | None) -> list[Warning]:
+    """One warning per kind, naming every scenario (and round) it concerns."""
+    out: list[Warning] = []
+    for note in stdout_notes(scenarios):
+        out.append(_w("no-handler", note + ". Add a handler (logging.basicConfig or a StreamHandler) if the "
+                                          "records are meant to be written, or remove the log call."))
+    where: dict[str, list[str]] = {}
+    for s in scenarios.values():
+        for kind, rounds in _findings(s, cpus_limit).items():
+            label = s.path if rounds is None else f"{s.path} (round {_rounds(rounds)})"
+            where.setdefault(kind, []).append(label)
+    for kind, (what, todo) in _HINTS.items():
+        if kind in where:
+            out.append(_w(kind, f"{what.format(where=', '.join(where[kind]))} {todo}"))
+    return out
+
+
+def _findings(s: ScenarioResult, cpus_limit: float | None) -> dict[str, list[int] | None]:
+    """kind -> the rounds concerned (None: the scenario as a whole)."""
+    ok = [r for r in s.rounds if r.status == "ok"]
+    found: dict[str, list[int] | None] = {}
+
+    def rounds_where(pred: Callable[[RoundRecord], bool], kind: str) -> None:
+        hit = [r.round for r in ok if pred(r)]
+        if hit:
+            found[kind] = hit
+
+    rounds_where(lambda r: bool(r.noise.get("stdout_nonblocking")), "stdout-nonblocking")
+    rounds_where(lambda r: r.driver.cpu_pct_of_core >= DRIVER_SATURATED_PCT, "driver-saturated")
+    rounds_where(lambda r: r.noise.get("other_processes_pct_of_core", 0.0) >= OTHER_LOAD_PCT, "other-load")
+    rounds_where(lambda r: r.noise.get("steal_pct_of_core", 0.0) >= STEAL_PCT, "cpu-steal")
+    rounds_where(lambda r: r.noise.get("cgroup_throttled_pct", 0.0) > THROTTLED_MOST_PCT, "throttled")
+    if cpus_limit:
+        rounds_where(lambda r: r.duration_s > 0
+                     and r.server_cpu_s / r.duration_s < QUOTA_REACHED_SHARE * cpus_limit, "quota-not-reached")
+    if len(ok) >= MIN_ROUNDS_FOR_OUTLIERS:
+        flagged = [ok[i].round for i in outliers([r.rps for r in ok])]
+        if flagged:
+            found["disturbed-round"] = flagged
+    if s.rounds and 0 < s.cswch_per_s.count < MIN_SAMPLES_P99:
+        found["few-samples"] = None
+    if 0 < s.requests < MIN_REQUESTS_P99_9:
+        found["few-requests"] = None
+    return found
+
+
+def _rounds(rounds: Sequence[int]) -> str:
+    return ", ".join(str(r) for r in rounds)
+
+
+def dedupe(warnings: Sequence[Warning]) -> list[Warning]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for w in warnings:
+        if (w.kind, w.message) not in seen:
+            seen.add((w.kind, w.message))
+            out.append(w)
+    return out
