@@ -95,6 +95,10 @@ def _default_output() -> Path:
               help="Where the server's stdout/stderr go.")
 @click.option("--sink-rate", default="400KB/s", show_default=True,
               help="Read rate of --stdout slow.")
+@click.option("--work-us", default=0, show_default=True, type=click.IntRange(0),
+              help="Demo app: each request also burns this many µs of CPU.")
+@click.option("--sink-latency", "sink_latency_ms", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="Demo app: each log write blocks this many ms (a slow log sink).")
 @click.option("--port", default=None, type=click.IntRange(1, 65535),
               help="Port for the server on 127.0.0.1 (default: a free one per server).")
 @click.option("--ready-timeout", "ready_timeout_s", default=30.0, show_default=True,
@@ -176,10 +180,16 @@ def scenarios_command() -> None:
     Console().print(table)
 
 
-def _register() -> None:
-    from iolab.micro.cli import micro_command
+# Commands that live in their own packages: (name, "module:attribute").
+_COMMANDS = (("micro", "iolab.micro.cli:micro_command"),)
 
-    cli.add_command(micro_command, name="micro")
+
+def _register() -> None:
+    import importlib
+
+    for name, target in _COMMANDS:
+        module, _, attr = target.partition(":")
+        cli.add_command(getattr(importlib.import_module(module), attr), name=name)
 
 
 def main() -> None:

@@ -42,3 +42,6 @@ class RunConfig:
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     compare: tuple[tuple[str, str], ...] = ()
+    # Demo knobs (issue 8), passed to the demo app through its environment.
+    work_us: int = 0
+    sink_latency_ms: float = 0.0

@@ -83,6 +83,8 @@ def server_env(config: RunConfig) -> dict[str, str]:
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
+    env["IOLAB_WORK_US"] = str(config.work_us)
+    env["IOLAB_SINK_LATENCY_MS"] = str(config.sink_latency_ms)
     return env
 
 
@@ -220,6 +222,7 @@ class Experiment:
                        "pythonunbuffered_in_server_env": cfg.unbuffered,
                        "pythonunbuffered_in_our_env": os.environ.get("PYTHONUNBUFFERED")},
             "interval_s": cfg.interval_s,
+            "demo_knobs": {"work_us": cfg.work_us, "sink_latency_ms": cfg.sink_latency_ms},
         }
 
     def _target(self) -> dict[str, object]:

@@ -75,6 +75,8 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         ready_timeout_s=kw["ready_timeout_s"],
         output=kw.get("output") or default_output,
         is_demo=is_demo,
+        work_us=kw.get("work_us", 0),
+        sink_latency_ms=kw.get("sink_latency_ms", 0.0),
     )
 
 
