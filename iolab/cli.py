@@ -59,14 +59,31 @@ def _default_output() -> Path:
 
 
 @cli.command("run")
-@click.option("--scenario", "scenario", default="all", show_default=True, metavar="LIST",
-              help="Demo scenarios, comma-separated (see `iolab scenarios`), or all.")
+@click.option("--scenario", "scenario", default=None, metavar="LIST",
+              help="Demo scenarios, comma-separated (see `iolab scenarios`), or all.  [default: the seed's "
+                   "four and their four controls]")
 @click.option("--app", default=None, metavar="MODULE:ATTR",
               help="Your ASGI app instead of the demo, e.g. mypkg.main:app (needs --path).")
 @click.option("--app-dir", default=None, type=click.Path(file_okay=False),
               help="Directory to import --app from (default: the current one).")
-@click.option("--path", "paths", multiple=True, metavar="PATH",
-              help="A path of --app to measure; repeat for several (one fresh server each).")
+@click.option("--path", "paths", multiple=True, metavar="[NAME=][METHOD:]PATH",
+              help="A path to measure (with --app, --cmd or --url); repeat for several, one fresh server each. "
+                   "E.g. /health, orders=POST:/orders.")
+@click.option("--server", type=click.Choice(["uvicorn", "hypercorn", "granian"]), default="uvicorn",
+              show_default=True, help="ASGI server for --app (hypercorn/granian where installed).")
+@click.option("--loop", type=click.Choice(["auto", "asyncio", "uvloop"]), default="auto", show_default=True,
+              help="Event loop of the served app.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              help="Server worker processes (the probe sums the whole process tree).")
+@click.option("--cmd", default=None, metavar="COMMAND",
+              help="Start this server command per scenario (split like a shell, no shell); needs --url.")
+@click.option("--url", default=None, metavar="URL",
+              help="Where the server answers: with --cmd, or alone for a server that is already running.")
+@click.option("--pid", default=None, type=int,
+              help="With --url alone: the running server's PID, to measure its OS costs (else latency only).")
+@click.option("--allow-remote", is_flag=True, help="Allow a --url that is not on loopback.")
+@click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="Request header (repeatable).")
+@click.option("--body", type=click.Path(dir_okay=False), default=None, help="Request body from this file.")
 @click.option("-n", "--requests", default=10_000, show_default=True, type=click.IntRange(1),
               help="Measured requests per scenario and round (ab -n).")
 @click.option("-c", "--concurrency", default=100, show_default=True, type=click.IntRange(1),

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iolab.limits import LimitsRequest
+from iolab.targets import AppTarget, Target
+
+DEMO_APP = "iolab.demo.app:app"
 
 
 @dataclass(frozen=True)
@@ -22,8 +25,7 @@ class ScenarioSpec:
 @dataclass(frozen=True)
 class RunConfig:
     scenarios: tuple[ScenarioSpec, ...]
-    app: str = "iolab.demo.app:app"
-    app_dir: str | None = None
+    target: Target = field(default_factory=lambda: AppTarget(DEMO_APP, kind="demo"))
     requests: int = 10_000
     concurrency: int = 100
     warmup: int = 1_000
@@ -35,13 +37,15 @@ class RunConfig:
     stdout: str = "pipe"
     sink_rate_bytes_per_s: int = 400_000
     unbuffered: bool = False
-    port: int | None = None
     ready_timeout_s: float = 30.0
     output: Path = Path("iolab-results/run.json")
-    is_demo: bool = True
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     compare: tuple[tuple[str, str], ...] = ()
     # Demo knobs (issue 8), passed to the demo app through its environment.
     work_us: int = 0
     sink_latency_ms: float = 0.0
+
+    @property
+    def is_demo(self) -> bool:
+        return isinstance(self.target, AppTarget) and self.target.kind == "demo"

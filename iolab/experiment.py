@@ -8,34 +8,32 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from iolab import __version__, advice, facts, latency, results, verdict
-from iolab.aggregate import aggregate, per_request, window_samples
+from iolab import __version__, advice, facts, results, verdict
+from iolab.aggregate import aggregate, window_samples
 from iolab.config import RunConfig, ScenarioSpec
 from iolab.drivers.base import LoadResult, LoadSpec
 from iolab.drivers.builtin import BuiltinDriver
 from iolab.errors import NoSuchProcess, ServerDiedError
 from iolab.limits import AppliedLimits, LimitSession
 from iolab.probe import Counters, Probe, delta, thread_totals
-from iolab.results import (
-    DriverUsage,
-    LatencyMs,
-    MainThread,
-    PerRequest,
-    RoundRecord,
-    RunResult,
-    ScenarioResult,
-    StdoutInfo,
-    Warning,
+from iolab.record import ServerSide, failed_round, noise_figures, ok_round
+from iolab.results import RoundRecord, RunResult, ScenarioResult, StdoutInfo, Warning
+from iolab.server import LOOPBACK, ServerProcess
+from iolab.sinks import Sink, make_sink, python_buffering
+from iolab.targets import (
+    AppTarget,
+    CommandTarget,
+    RunningTarget,
+    app_port,
+    command_port,
+    url_for,
+    wait_http_ready,
 )
-from iolab.server import LOOPBACK, ServerProcess, check_port_free, free_port
-from iolab.sinks import make_sink, python_buffering
-from iolab.stats import summarize
 
 
 class Reporter(Protocol):
@@ -79,20 +77,14 @@ def server_env(config: RunConfig) -> dict[str, str]:
     env.pop("PYTHONUNBUFFERED", None)
     if config.unbuffered:
         env["PYTHONUNBUFFERED"] = "1"
-    paths = [config.app_dir or os.getcwd()]
+    app_dir = config.target.app_dir if isinstance(config.target, AppTarget) else None
+    paths = [app_dir or os.getcwd()]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["IOLAB_WORK_US"] = str(config.work_us)
     env["IOLAB_SINK_LATENCY_MS"] = str(config.sink_latency_ms)
     return env
-
-
-def server_argv(config: RunConfig, port: int) -> list[str]:
-    argv = [sys.executable, "-m", "iolab.serve", "--host", LOOPBACK, "--port", str(port)]
-    if config.app_dir:
-        argv += ["--app-dir", config.app_dir]
-    return [*argv, config.app]
 
 
 def _fd_nonblocking(pid: int, fd: int = 1) -> bool | None:
@@ -105,20 +97,6 @@ def _fd_nonblocking(pid: int, fd: int = 1) -> bool | None:
     except (OSError, ValueError):
         return None
     return None
-
-
-def _failed_round(round_no: int, started: str, error: str, stdout: StdoutInfo,
-                  tail: tuple[str, ...] = (), load: LoadResult | None = None) -> RoundRecord:
-    return RoundRecord(
-        round=round_no, status="failed", error=error, started=started, duration_s=0.0,
-        requests=load.completed if load else 0,
-        failed=(load.connect_errors + load.timeouts + load.other_errors) if load else 0,
-        non_2xx=load.non_2xx if load else 0, timeouts=load.timeouts if load else 0,
-        connect_errors=load.connect_errors if load else 0, rps=0.0, server_cpu_s=0.0,
-        rps_per_server_cpu_s=0.0, latency_ms=LatencyMs(), latency_hdr="", cswch_per_s=summarize([]),
-        nvcswch_per_s=summarize([]), main_thread=MainThread(), per_request=PerRequest(), stdout=stdout,
-        threads=(), samples=(), driver=DriverUsage(), server_log_tail=tail,
-    )
 
 
 def _tail_text(tail: tuple[str, ...], n: int = 3) -> str:
@@ -140,7 +118,8 @@ class Experiment:
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             environment=self._environment(),
         )
-        if os.environ.get("PYTHONUNBUFFERED") and not config.unbuffered:
+        if os.environ.get("PYTHONUNBUFFERED") and not config.unbuffered and \
+                not isinstance(config.target, RunningTarget):
             self.state.warnings.append(Warning(
                 "pythonunbuffered-removed",
                 "PYTHONUNBUFFERED was set in your environment; iolab removed it from the server's so its "
@@ -217,7 +196,7 @@ class Experiment:
         return {
             "python": facts.python(),
             "packages": facts.package_versions(),
-            "uvicorn": {**facts.uvicorn_implementations(), "workers": 1, "access_log": True},
+            "uvicorn": {**facts.uvicorn_implementations(), "access_log": True},
             "stdout": {"kind": cfg.stdout, "buffering": python_buffering(cfg.stdout, cfg.unbuffered),
                        "pythonunbuffered_in_server_env": cfg.unbuffered,
                        "pythonunbuffered_in_our_env": os.environ.get("PYTHONUNBUFFERED")},
@@ -226,9 +205,7 @@ class Experiment:
         }
 
     def _target(self) -> dict[str, object]:
-        cfg = self.config
-        return {"kind": "demo" if cfg.is_demo else "app", "app": cfg.app, "app_dir": cfg.app_dir,
-                "server": "uvicorn", "host": LOOPBACK}
+        return self.config.target.describe()
 
     def _load(self) -> dict[str, object]:
         cfg = self.config
@@ -243,6 +220,13 @@ class Experiment:
         applied_cpus = self.state.limits.get("cpus") if self.state.limits else None
         out += advice.scenario_warnings(
             scenarios, float(applied_cpus) if isinstance(applied_cpus, (int, float)) and applied_cpus else None)
+        if isinstance(cfg.target, RunningTarget):
+            if cfg.target.pid is None:
+                out.append(Warning("server-not-measured",
+                                   "Only latency was measured: iolab did not start this server and was given no "
+                                   "PID, so the server-side tables are empty. Pass --pid PID to sample its "
+                                   "process tree."))
+            return advice.dedupe(out)
         lim = self.state.limits
         if lim and lim.get("method") == "none" and (self.config.limits.cpus or self.config.limits.memory_bytes):
             out.append(Warning("limits-not-applied",
@@ -252,39 +236,61 @@ class Experiment:
         return advice.dedupe(out)
 
     # ------------------------------------------------------------------------------------ one scenario
+    def _sink(self, spec: ScenarioSpec, round_no: int) -> Sink:
+        cfg = self.config
+        path = None
+        if cfg.stdout == "file":  # kept next to the results, one file per server
+            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in spec.name.strip("/")) or "root"
+            path = cfg.output.parent / f"{cfg.output.stem}.{safe}.r{round_no}.stdout.log"
+        return make_sink(cfg.stdout, rate_bytes_per_s=cfg.sink_rate_bytes_per_s, file_path=path)
+
     def _measure(self, spec: ScenarioSpec, round_no: int) -> RoundRecord:
         cfg = self.config
+        target = cfg.target
         started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        if cfg.port is not None:
-            check_port_free(cfg.port)
-        port = cfg.port or free_port()
-        sink = make_sink(cfg.stdout, rate_bytes_per_s=cfg.sink_rate_bytes_per_s)
+        if isinstance(target, RunningTarget):
+            self.state.limits = {"method": "none", "reason": "a running server is never limited by iolab",
+                                 "cpus": None, "memory_bytes": None}
+            url = url_for(target.url, spec.path)
+            return self._load_and_probe(spec, round_no, started, url, target.pid, None, None, None,
+                                        StdoutInfo(kind="unknown", buffering="unknown"))
+        sink = self._sink(spec, round_no)
         stdout_info = StdoutInfo(kind=cfg.stdout, buffering=python_buffering(cfg.stdout, cfg.unbuffered))
         with LimitSession(cfg.limits, name="iolab") as session:
             applied = session.prepare()
             self.state.limits = {**applied.to_dict()}
-            argv = session.wrap_command(server_argv(cfg, port))
+            if isinstance(target, AppTarget):
+                port = app_port(target)
+                argv, url = target.argv(port), f"http://{LOOPBACK}:{port}{spec.path}"
+            else:
+                command_port(target)
+                argv, url = target.argv(), url_for(target.url, spec.path)
             self.reporter.phase("starting server")
-            server = ServerProcess(argv, env=server_env(cfg), sink=sink, attach=session.attach)
+            server = ServerProcess(session.wrap_command(argv), env=server_env(cfg), sink=sink,
+                                   attach=session.attach, cwd=None)
             try:
-                server.wait_ready(LOOPBACK, port, cfg.ready_timeout_s,
-                                  failure_detail=lambda: _tail_text(sink.counts().tail))
-                return self._load_and_probe(spec, round_no, started, port, server, session, applied,
+                detail = lambda: _tail_text(sink.counts().tail)  # noqa: E731 - read at failure time
+                if isinstance(target, CommandTarget):
+                    wait_http_ready(url, server, cfg.ready_timeout_s, detail)
+                else:
+                    server.wait_ready(LOOPBACK, port, cfg.ready_timeout_s, failure_detail=detail)
+                return self._load_and_probe(spec, round_no, started, url, server.pid, server, session, applied,
                                             stdout_info)
             finally:
                 server.stop()
                 sink.close()
 
-    def _load_and_probe(self, spec: ScenarioSpec, round_no: int, started: str, port: int,
-                        server: ServerProcess, session: LimitSession, applied: AppliedLimits,
-                        stdout_info: StdoutInfo) -> RoundRecord:
+    def _load_and_probe(self, spec: ScenarioSpec, round_no: int, started: str, url: str, pid: int | None,
+                        server: ServerProcess | None, session: LimitSession | None,
+                        applied: AppliedLimits | None, stdout_info: StdoutInfo) -> RoundRecord:
         cfg = self.config
-        url = f"http://{LOOPBACK}:{port}{spec.path}"
         base = LoadSpec(url=url, requests=cfg.requests, concurrency=cfg.concurrency, keepalive=cfg.keepalive,
                         timeout_s=cfg.timeout_s, method=spec.method, headers=cfg.headers, body=cfg.body,
-                        cpus=applied.load_cpus)
-        probe = Probe(server.pid, interval_s=cfg.interval_s)
-        probe.start()
+                        cpus=applied.load_cpus if applied else None)
+        probe = Probe(pid, interval_s=cfg.interval_s) if pid is not None else None
+        c1: Counters | None = None
+        if probe is not None:
+            probe.start()
         try:
             if cfg.warmup > 0:
                 self.reporter.phase("warm-up")
@@ -292,80 +298,45 @@ class Experiment:
                             self.reporter.progress)
             self.reporter.phase("measuring")
             cpu0 = facts.read_cpu_times()
-            throttle0 = session.read_cpu_stat()
-            c0 = probe.read()
+            throttle0 = session.read_cpu_stat() if session else {}
+            c0 = probe.read() if probe else None
             t0 = time.monotonic()
             load = self._drive(base, self.reporter.progress)
             wall = time.monotonic() - t0
             try:
-                c1: Counters | None = probe.read()
+                c1 = probe.read() if probe else None
             except NoSuchProcess:
                 c1 = None
             cpu1 = facts.read_cpu_times()
-            throttle1 = session.read_cpu_stat()
-            nonblocking = _fd_nonblocking(server.pid)
+            throttle1 = session.read_cpu_stat() if session else {}
+            nonblocking = _fd_nonblocking(pid) if pid is not None else None
         finally:
-            probe.stop()
-        exited = server.poll()
-        if c1 is None or exited is not None:
-            info = server.stop()
+            if probe is not None:
+                probe.stop()
+        died = (probe is not None and c1 is None) or (server is not None and server.poll() is not None)
+        if died:
+            code = server.stop().returncode if server else None
+            counts = server.sink.close() if server else None
+            tail = counts.tail if counts else ()
+            what = f"exit code {code}" if server else f"PID {pid} is gone"
+            msg = f"the server died mid-run ({what}) during {spec.path}{_tail_text(tail)}"
+            stdout = replace(stdout_info, bytes=counts.bytes, lines=counts.lines) if counts else stdout_info
+            return failed_round(round_no, started, msg, stdout, tail, load)
+        side = None
+        if probe is not None and c0 is not None and c1 is not None:
+            side = ServerSide(delta(c0, c1),
+                              window_samples(probe.samples, c0.t_s - probe.started_t_s, c1.t_s - probe.started_t_s),
+                              thread_totals(c0, c1))
+        rusage: dict[str, float] = {}
+        stdout, tail = stdout_info, ()
+        if server is not None:
+            rusage = server.stop().rusage
             counts = server.sink.close()
-            tail = counts.tail
-            msg = (f"the server died mid-run (exit code {info.returncode}) during {spec.path}"
-                   f"{_tail_text(tail)}")
-            return _failed_round(round_no, started, msg, replace(stdout_info, bytes=counts.bytes,
-                                 lines=counts.lines), tail, load)
-        exit_info = server.stop()
-        counts = server.sink.close()
-        return self._record(spec, round_no, started, load, wall, probe, c0, c1, exit_info.rusage,
-                            replace(stdout_info, bytes=counts.bytes, lines=counts.lines), counts.tail,
-                            facts.noise(cpu0, cpu1, 0.0, wall), throttle0, throttle1, nonblocking)
-
-    def _record(self, spec: ScenarioSpec, round_no: int, started: str, load: LoadResult, wall: float,
-                probe: Probe, c0: Counters, c1: Counters, rusage: dict[str, float], stdout: StdoutInfo,
-                tail: tuple[str, ...], noise: dict[str, float], throttle0: dict[str, int],
-                throttle1: dict[str, int], nonblocking: bool | None) -> RoundRecord:
-        w = delta(c0, c1)
-        server_cpu_s = w.cpu_user_s + w.cpu_sys_s
-        driver_cpu_s = load.cpu_user_s + load.cpu_sys_s
-        # Others' CPU = the machine's busy time minus the server's and the driver's.
-        ours = server_cpu_s + driver_cpu_s
-        if noise:
-            busy_s = noise["machine_busy_pct_of_core"] * wall / 100.0
-            noise["other_processes_pct_of_core"] = round(max(0.0, 100.0 * (busy_s - ours) / wall), 1)
-        if throttle0 and throttle1:
-            periods = throttle1.get("nr_periods", 0) - throttle0.get("nr_periods", 0)
-            throttled = throttle1.get("nr_throttled", 0) - throttle0.get("nr_throttled", 0)
-            noise["cgroup_periods"] = float(periods)
-            noise["cgroup_throttled_periods"] = float(throttled)
-            noise["cgroup_throttled_pct"] = round(100.0 * throttled / periods, 1) if periods else 0.0
-        noise["driver_cpu_pct_of_core"] = round(100.0 * driver_cpu_s / load.duration_s, 1) if load.duration_s else 0.0
-        if nonblocking is not None:
-            noise["stdout_nonblocking"] = 1.0 if nonblocking else 0.0
-        samples = window_samples(probe.samples, c0.t_s - probe.started_t_s, c1.t_s - probe.started_t_s)
-        hist = latency.histogram(load.latencies_us)
-        completed = load.completed
-        failed = load.connect_errors + load.timeouts + load.other_errors
-        return RoundRecord(
-            round=round_no, status="ok", error=None, started=started, duration_s=round(load.duration_s, 4),
-            requests=completed, failed=failed, non_2xx=load.non_2xx, timeouts=load.timeouts,
-            connect_errors=load.connect_errors,
-            rps=round(completed / load.duration_s, 2) if load.duration_s else 0.0,
-            server_cpu_s=round(server_cpu_s, 4),
-            rps_per_server_cpu_s=round(completed / server_cpu_s, 2) if server_cpu_s else 0.0,
-            latency_ms=latency.latency_ms(hist), latency_hdr=latency.encode(hist),
-            cswch_per_s=summarize([s.cswch_per_s for s in samples]),
-            nvcswch_per_s=summarize([s.nvcswch_per_s for s in samples]),
-            main_thread=MainThread(summarize([s.main_cswch_per_s for s in samples]),
-                                   summarize([s.main_nvcswch_per_s for s in samples])),
-            per_request=per_request(completed, w.write_syscalls, w.write_bytes, w.voluntary, w.involuntary,
-                                    server_cpu_s),
-            stdout=stdout, threads=thread_totals(c0, c1), samples=samples,
-            driver=DriverUsage(name=load.driver, cpu_user_s=round(load.cpu_user_s, 4),
-                               cpu_sys_s=round(load.cpu_sys_s, 4),
-                               cpu_pct_of_core=noise["driver_cpu_pct_of_core"]),
-            rusage=rusage, noise=noise, server_log_tail=tail[-5:],
-        )
+            stdout, tail = replace(stdout_info, bytes=counts.bytes, lines=counts.lines), counts.tail
+        server_cpu_s = (side.window.cpu_user_s + side.window.cpu_sys_s) if side else 0.0
+        noise = noise_figures(facts.noise(cpu0, cpu1, 0.0, wall), wall, server_cpu_s, load, throttle0, throttle1,
+                              nonblocking)
+        return ok_round(round_no, started, load, side, stdout, rusage, noise, tail)
 
 
 def run_experiment(config: RunConfig, reporter: Reporter | None = None) -> RunResult:

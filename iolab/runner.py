@@ -5,37 +5,93 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from iolab.config import RunConfig, ScenarioSpec
-from iolab.demo.scenarios import DEMO_APP, select
+from iolab.config import DEMO_APP, RunConfig, ScenarioSpec
+from iolab.demo.scenarios import select
 from iolab.errors import UsageError
 from iolab.experiment import Experiment
 from iolab.export import markdown, terminal
 from iolab.limits import LimitsRequest, parse_cpus, parse_memory
 from iolab.results import RoundRecord, RunResult
 from iolab.sinks import parse_rate
+from iolab.targets import AppTarget, CommandTarget, RunningTarget, Target, check_pid, check_url
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
-def _scenarios(kw: dict[str, Any]) -> tuple[tuple[ScenarioSpec, ...], bool]:
-    if kw.get("app"):
-        if not kw.get("paths"):
+def parse_path_scenario(text: str) -> ScenarioSpec:
+    """'/orders', 'orders=/orders' or 'create=POST:/orders' → a scenario (name, method, path)."""
+    name, sep, rest = text.partition("=")
+    if not sep:
+        name, rest = "", text
+    method, sep, path = rest.partition(":")
+    if not sep or method.upper() not in _METHODS:
+        method, path = "GET", rest
+    path = path.strip()
+    if not path.startswith("/"):
+        path = "/" + path
+    return ScenarioSpec(name=name.strip() or path, path=path, method=method.upper())
+
+
+def _headers(items: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition(":")
+        if not sep or not key.strip():
+            raise UsageError(f"--header {item!r}: expected NAME:VALUE")
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
+
+
+def _target(kw: dict[str, Any]) -> tuple[Target, tuple[ScenarioSpec, ...]]:
+    app, cmd, url, pid = kw.get("app"), kw.get("cmd"), kw.get("url"), kw.get("pid")
+    paths = tuple(parse_path_scenario(p) for p in kw.get("paths") or ())
+    if sum(bool(x) for x in (app, cmd)) > 1:
+        raise UsageError("choose one target: --app or --cmd")
+    if (app or cmd or url) and kw.get("scenario"):
+        raise UsageError("--scenario chooses demo scenarios; with --app, --cmd or --url use --path")
+    if pid is not None and (app or cmd or not url):
+        raise UsageError("--pid goes with --url (a server that is already running)")
+    if cmd and not url:
+        raise UsageError("--cmd needs --url, the address the command's server answers on")
+    if url and app:
+        raise UsageError("--url does not go with --app (iolab serves the app itself)")
+    if app:
+        if not paths:
             raise UsageError("--app needs at least one --path to measure, e.g. --path /health")
-        specs = []
-        for p in kw["paths"]:
-            path = p if p.startswith("/") else "/" + p
-            specs.append(ScenarioSpec(name=path, path=path, description=f"{kw['app']} {path}"))
-        return tuple(specs), False
-    if kw.get("paths"):
-        raise UsageError("--path needs --app (the demo's scenarios are chosen with --scenario)")
-    return tuple(ScenarioSpec(s.name, s.path, s.method, s.isolates, s.control)
-                 for s in select(kw.get("scenario"))), True
+        if kw.get("app_dir") and not Path(kw["app_dir"]).is_dir():
+            raise UsageError(f"--app-dir {kw['app_dir']}: no such directory")
+        app_target = AppTarget(
+            app=app, app_dir=str(Path(kw["app_dir"]).resolve()) if kw.get("app_dir") else None,
+            server=kw.get("server") or "uvicorn", loop=kw.get("loop") or "auto", workers=kw.get("workers") or 1,
+            port=kw.get("port"),
+        )
+        app_target.check()
+        return app_target, paths
+    if url:
+        check_url(url, kw.get("allow_remote", False))
+        scenarios = paths or (parse_path_scenario(urlsplit(url).path or "/"),)
+        if cmd:
+            return CommandTarget(command=cmd, url=url), scenarios
+        if pid is not None:
+            check_pid(pid)
+        return RunningTarget(url=url, pid=pid), scenarios
+    if paths:
+        raise UsageError("--path needs --app, --cmd or --url (the demo's scenarios are chosen with --scenario)")
+    demo = tuple(ScenarioSpec(s.name, s.path, s.method, s.isolates, s.control)
+                 for s in select(kw.get("scenario")))
+    return AppTarget(DEMO_APP, kind="demo", loop=kw.get("loop") or "auto", workers=kw.get("workers") or 1,
+                     port=kw.get("port")), demo
 
 
 def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
-    scenarios, is_demo = _scenarios(kw)
+    target, scenarios = _target(kw)
+    if len({s.name for s in scenarios}) != len(scenarios):
+        raise UsageError("two scenarios have the same name; name them: --path orders=/orders")
     try:
         cpus = parse_cpus(str(kw["cpus"]))
     except ValueError:
@@ -45,8 +101,12 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         memory = None if mem_text in ("0", "none", "") else parse_memory(mem_text)
     except ValueError:
         raise UsageError(f"cannot read --memory {kw['memory']!r} (e.g. 256M, 1G, or 0 for none)") from None
-    if kw.get("app_dir") and not Path(kw["app_dir"]).is_dir():
-        raise UsageError(f"--app-dir {kw['app_dir']}: no such directory")
+    body = b""
+    if kw.get("body"):
+        try:
+            body = Path(kw["body"]).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"--body {kw['body']}: {exc.strerror}") from None
     names = {s.name for s in scenarios}
     pairs = []
     for item in kw.get("compare") or ():
@@ -57,9 +117,8 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         pairs.append((a, b))
     return RunConfig(
         scenarios=scenarios,
+        target=target,
         compare=tuple(pairs),
-        app=kw.get("app") or DEMO_APP,
-        app_dir=str(Path(kw["app_dir"]).resolve()) if kw.get("app_dir") else None,
         requests=kw["requests"],
         concurrency=kw["concurrency"],
         warmup=kw["warmup"],
@@ -71,10 +130,10 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         stdout=kw["stdout_kind"],
         sink_rate_bytes_per_s=parse_rate(kw["sink_rate"]),
         unbuffered=kw["unbuffered"],
-        port=kw.get("port"),
         ready_timeout_s=kw["ready_timeout_s"],
         output=kw.get("output") or default_output,
-        is_demo=is_demo,
+        headers=_headers(kw.get("headers") or ()),
+        body=body,
         work_us=kw.get("work_us", 0),
         sink_latency_ms=kw.get("sink_latency_ms", 0.0),
     )

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import REPO, iolab_cgroups, processes_matching, run_cli
 
-SMALL = ("-n", "300", "-c", "10", "--warmup", "30", "--interval", "0.2", "-q")
+SMALL = ("-n", "300", "-c", "10", "--warmup", "30", "--interval", "0.2", "--rounds", "1", "-q")
 
 DYING_APP = '''
 import os

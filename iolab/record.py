@@ -1,0 +1,101 @@
+"""Build one RoundRecord from what a measured window produced (pure: no I/O, no clocks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from iolab import latency
+from iolab.aggregate import per_request
+from iolab.drivers.base import LoadResult
+from iolab.probe import Window
+from iolab.results import (
+    DriverUsage,
+    LatencyMs,
+    MainThread,
+    PerRequest,
+    RoundRecord,
+    Sample,
+    StdoutInfo,
+    ThreadTotal,
+)
+from iolab.stats import summarize
+
+
+@dataclass(frozen=True)
+class ServerSide:
+    """What the probe saw of the server in the measured window (absent when the server is not probed)."""
+
+    window: Window
+    samples: tuple[Sample, ...]
+    threads: tuple[ThreadTotal, ...]
+
+
+def noise_figures(machine: dict[str, float], wall_s: float, server_cpu_s: float, load: LoadResult,
+                  throttle0: dict[str, int], throttle1: dict[str, int],
+                  nonblocking: bool | None) -> dict[str, float]:
+    """Other processes' CPU (machine busy − server − driver), cgroup throttling, the driver's own CPU."""
+    noise = dict(machine)
+    driver_cpu_s = load.cpu_user_s + load.cpu_sys_s
+    if "machine_busy_pct_of_core" in noise and wall_s > 0:
+        busy_s = noise["machine_busy_pct_of_core"] * wall_s / 100.0
+        noise["other_processes_pct_of_core"] = round(
+            max(0.0, 100.0 * (busy_s - server_cpu_s - driver_cpu_s) / wall_s), 1)
+    if throttle0 and throttle1:
+        periods = throttle1.get("nr_periods", 0) - throttle0.get("nr_periods", 0)
+        throttled = throttle1.get("nr_throttled", 0) - throttle0.get("nr_throttled", 0)
+        noise["cgroup_periods"] = float(periods)
+        noise["cgroup_throttled_periods"] = float(throttled)
+        noise["cgroup_throttled_pct"] = round(100.0 * throttled / periods, 1) if periods else 0.0
+    noise["driver_cpu_pct_of_core"] = (
+        round(100.0 * driver_cpu_s / load.duration_s, 1) if load.duration_s else 0.0)
+    if nonblocking is not None:
+        noise["stdout_nonblocking"] = 1.0 if nonblocking else 0.0
+    return noise
+
+
+def _failures(load: LoadResult | None) -> int:
+    return (load.connect_errors + load.timeouts + load.other_errors) if load else 0
+
+
+def ok_round(round_no: int, started: str, load: LoadResult, server: ServerSide | None, stdout: StdoutInfo,
+             rusage: dict[str, float], noise: dict[str, float], tail: tuple[str, ...]) -> RoundRecord:
+    hist = latency.histogram(load.latencies_us)
+    completed = load.completed
+    samples = server.samples if server else ()
+    if server is not None:
+        w = server.window
+        server_cpu_s = w.cpu_user_s + w.cpu_sys_s
+        pr = per_request(completed, w.write_syscalls, w.write_bytes, w.voluntary, w.involuntary, server_cpu_s)
+    else:
+        server_cpu_s, pr = 0.0, PerRequest()
+    return RoundRecord(
+        round=round_no, status="ok", error=None, started=started, duration_s=round(load.duration_s, 4),
+        requests=completed, failed=_failures(load), non_2xx=load.non_2xx, timeouts=load.timeouts,
+        connect_errors=load.connect_errors,
+        rps=round(completed / load.duration_s, 2) if load.duration_s else 0.0,
+        server_cpu_s=round(server_cpu_s, 4),
+        rps_per_server_cpu_s=round(completed / server_cpu_s, 2) if server_cpu_s else 0.0,
+        latency_ms=latency.latency_ms(hist), latency_hdr=latency.encode(hist),
+        cswch_per_s=summarize([s.cswch_per_s for s in samples]),
+        nvcswch_per_s=summarize([s.nvcswch_per_s for s in samples]),
+        main_thread=MainThread(summarize([s.main_cswch_per_s for s in samples]),
+                               summarize([s.main_nvcswch_per_s for s in samples])),
+        per_request=pr, stdout=stdout, threads=server.threads if server else (), samples=samples,
+        driver=DriverUsage(name=load.driver, cpu_user_s=round(load.cpu_user_s, 4),
+                           cpu_sys_s=round(load.cpu_sys_s, 4),
+                           cpu_pct_of_core=noise.get("driver_cpu_pct_of_core", 0.0)),
+        rusage=rusage, noise=noise, server_log_tail=tail[-5:],
+    )
+
+
+def failed_round(round_no: int, started: str, error: str, stdout: StdoutInfo, tail: tuple[str, ...] = (),
+                 load: LoadResult | None = None) -> RoundRecord:
+    return RoundRecord(
+        round=round_no, status="failed", error=error, started=started, duration_s=0.0,
+        requests=load.completed if load else 0, failed=_failures(load),
+        non_2xx=load.non_2xx if load else 0, timeouts=load.timeouts if load else 0,
+        connect_errors=load.connect_errors if load else 0, rps=0.0, server_cpu_s=0.0,
+        rps_per_server_cpu_s=0.0, latency_ms=LatencyMs(), latency_hdr="", cswch_per_s=summarize([]),
+        nvcswch_per_s=summarize([]), main_thread=MainThread(), per_request=PerRequest(), stdout=stdout,
+        threads=(), samples=(), driver=DriverUsage(), server_log_tail=tail,
+    )
