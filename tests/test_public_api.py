@@ -1,0 +1,11 @@
+"""The public API is small and pinned (httpx's test_exported_members)."""
+
+import iolab
+
+
+def test_exported_members() -> None:
+    assert sorted(iolab.__all__) == sorted(
+        ["RunConfig", "RunResult", "ScenarioSpec", "__version__", "load_results", "run_experiment"]
+    )
+    for name in iolab.__all__:
+        assert hasattr(iolab, name)
