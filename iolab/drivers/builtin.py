@@ -41,6 +41,10 @@ _PROGRESS_INTERVAL_S = 0.1
 _ERRORS_KEPT = 5
 _STDERR_TAIL = 20
 _READ_SIZE = 65536
+# The event loop's timers count whole milliseconds, so a sleep ends up to ~0.5 ms early or late. Open loop
+# aims this much early: requests then leave at most ~1 ms before they are due and seldom after, and an
+# early one is timed from its send, so the timer's error stays out of the corrected latency.
+_TIMER_LEAD_NS = 500_000
 # Responses whose length is given by these headers end at a known byte; without either, at EOF.
 _FRAMING_HEADERS = (b"content-length", b"transfer-encoding")
 
@@ -383,13 +387,11 @@ async def _client(load: _Load, slot: _Slot) -> None:
         load.claimed += 1
         if interval:  # open loop: each request is due at a fixed time, late or not
             due = load.origin_ns + index * interval
-            wait_ns = due - time.perf_counter_ns()
+            wait_ns = due - time.perf_counter_ns() - _TIMER_LEAD_NS
             if wait_ns > 0:
                 await asyncio.sleep(wait_ns / 1e9)
         start = time.perf_counter_ns()
-        # The loop's timers have millisecond resolution and may wake us a little early: a request sent
-        # before it was due is timed from its send, one sent late from when it was due.
-        due = min(due, start) if interval else start
+        due = min(due, start) if interval else start  # sent early: timed from the send
         if not load.first_ns:
             load.first_ns = start
         slot.start_ns = start
@@ -447,7 +449,7 @@ def _tick(load: _Load, slots: list[_Slot], every_s: float, progress_at: list[flo
 async def _run(load: _Load) -> None:
     loop = asyncio.get_running_loop()
     slots = [_Slot() for _ in range(min(load.spec.concurrency, load.total))]
-    every_s = min(_PROGRESS_INTERVAL_S, load.spec.timeout_s / 10)
+    every_s = min(_PROGRESS_INTERVAL_S, max(0.001, load.spec.timeout_s / 10))  # timers count whole ms
     load.origin_ns = time.perf_counter_ns()
     for slot in slots:
         slot.task = loop.create_task(_client(load, slot))
