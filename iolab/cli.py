@@ -124,6 +124,8 @@ def _default_output() -> Path:
               help="Results file (JSON, iolab.run/1). Default: iolab-results/<timestamp>.json")
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the tables as GitHub Markdown ('-' = stdout).")
+@click.option("--html", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a self-contained HTML report with charts (opens offline).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def run_command(**kw: Any) -> None:
     """Reproduce the seed experiment (or measure your app) and print the tables.
@@ -134,6 +136,7 @@ def run_command(**kw: Any) -> None:
       iolab run --scenario sync,async -n 2000 -c 50 --rounds 5
       iolab run --app mypkg.main:app --path /orders --path /health
       iolab run --cpus 0 --memory 0 --unbuffered --markdown -
+      iolab run --html report.html
     """
     from iolab.runner import run_from_cli
 
@@ -148,7 +151,10 @@ def run_command(**kw: Any) -> None:
                    "'write_syscalls_per_request > 4' (absolute). Repeatable; prefix a scenario as 'sync:rps < -5%'.")
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the comparison as Markdown ('-' = stdout).")
-def compare_command(base: Path, new: Path, gates: tuple[str, ...], markdown: Path | None) -> None:
+@click.option("--html", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the comparison as a self-contained HTML page with charts.")
+def compare_command(base: Path, new: Path, gates: tuple[str, ...], markdown: Path | None,
+                    html: Path | None) -> None:
     """Compare two saved runs per scenario and metric; with --fail-if, act as a CI gate.
 
     \b
@@ -158,22 +164,23 @@ def compare_command(base: Path, new: Path, gates: tuple[str, ...], markdown: Pat
     """
     from iolab.runner import compare_from_cli
 
-    compare_from_cli(base, new, gates, markdown)
+    compare_from_cli(base, new, gates, markdown, html)
 
 
 @cli.command("report")
 @click.argument("results_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default=None,
+@click.option("--format", "fmt", type=click.Choice(["text", "md", "json", "html"]), default=None,
               help="Output format (default: from -o's extension, else text).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here instead of stdout ('-' = stdout).")
 def report_command(results_file: Path, fmt: str | None, output: Path | None) -> None:
-    """Render a saved run (any older iolab.run version) as text, Markdown or JSON.
+    """Render a saved run (any older iolab.run version) as text, Markdown, JSON or an HTML page.
 
     \b
     Examples:
       iolab report iolab-results/20260101-120000.json
       iolab report results.json -o results.md
+      iolab report results.json -o report.html
     """
     from iolab.runner import report_from_cli
 

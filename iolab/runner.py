@@ -199,7 +199,13 @@ class LineReporter:
             self._console.print(f"{self._label}: FAILED — {record.error}", highlight=False)
 
 
-def write_outputs(result: RunResult, markdown_path: Path | None, console: Console) -> None:
+def write_outputs(result: RunResult, markdown_path: Path | None, console: Console,
+                  html_path: Path | None = None) -> None:
+    if html_path is not None:
+        from iolab.export import html  # imports matplotlib: only when a page is asked for
+
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(html.render(result), encoding="utf-8")
     if markdown_path is not None:
         text = markdown.render(result)
         if str(markdown_path) == "-":
@@ -224,13 +230,13 @@ def run_from_cli(kw: dict[str, Any], default_output: Path) -> RunResult:
     else:
         with ProgressReporter(err) as bar:
             result = Experiment(config, bar).run()
-    write_outputs(result, kw.get("markdown"), out)
+    write_outputs(result, kw.get("markdown"), out, kw.get("html"))
     out.print(f"results: {config.output}", highlight=False)
     return result
 
 
 def compare_from_cli(base_path: Path, new_path: Path, gate_texts: tuple[str, ...],
-                     markdown_path: Path | None) -> None:
+                     markdown_path: Path | None, html_path: Path | None = None) -> None:
     from iolab import results
     from iolab.compare import compare_runs, parse_gate
     from iolab.errors import EXIT_FAILURE
@@ -257,6 +263,12 @@ def compare_from_cli(base_path: Path, new_path: Path, gate_texts: tuple[str, ...
             sys.stdout.write(text)
         else:
             markdown_path.write_text(text, encoding="utf-8")
+    if html_path is not None:  # before the gates decide the exit code: a failing CI keeps its page
+        from iolab.export import html
+
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(html.render_comparison(rc, (str(base_path), str(new_path)), gates),
+                             encoding="utf-8")
     if rc.failures:
         err = Console(stderr=True, width=200)
         for f in rc.failures:
@@ -272,8 +284,13 @@ def report_from_cli(results_file: Path, fmt: str | None, output: Path | None) ->
     result = results.load(results_file)
     if fmt is None:
         suffix = output.suffix.lower() if output is not None and str(output) != "-" else ""
-        fmt = {".md": "md", ".markdown": "md", ".json": "json"}.get(suffix, "text")
-    if fmt == "md":
+        fmt = {".md": "md", ".markdown": "md", ".json": "json", ".html": "html",
+               ".htm": "html"}.get(suffix, "text")
+    if fmt == "html":
+        from iolab.export import html
+
+        text = html.render(result)
+    elif fmt == "md":
         text = markdown.render(result)
     elif fmt == "json":
         text = results.dumps(result)
