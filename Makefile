@@ -23,7 +23,7 @@ test-deps:
 	@bash scripts/test-deps.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check iolab tests benchmarks
+	$(VENV)/bin/ruff check iolab tests benchmarks examples
 	$(VENV)/bin/mypy iolab
 
 test: $(STAMP) test-deps lint

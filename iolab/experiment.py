@@ -330,9 +330,11 @@ class Experiment:
         rusage: dict[str, float] = {}
         stdout, tail = stdout_info, ()
         if server is not None:
-            rusage = server.stop().rusage
+            rusage = dict(server.stop().rusage)
             counts = server.sink.close()
             stdout, tail = replace(stdout_info, bytes=counts.bytes, lines=counts.lines), counts.tail
+        if probe is not None and probe.samples:
+            rusage["peak_rss_bytes_sampled"] = float(max(smp.rss_bytes for smp in probe.samples))
         server_cpu_s = (side.window.cpu_user_s + side.window.cpu_sys_s) if side else 0.0
         noise = noise_figures(facts.noise(cpu0, cpu1, 0.0, wall), wall, server_cpu_s, load, throttle0, throttle1,
                               nonblocking)

@@ -47,13 +47,17 @@ def check_port_free(port: int, host: str = LOOPBACK) -> None:
 
 
 def rusage_dict(ru: object) -> dict[str, float]:
-    """wait4's rusage with units in the names (ru_maxrss is in KiB on Linux)."""
+    """wait4's rusage with units in the names.
+
+    ru_maxrss is left out on purpose: at exec the kernel folds the old mm's high-water mark (a copy of
+    iolab's own memory, from the fork) into the child's, so a server smaller than iolab would report
+    iolab's RSS. The probe's sampled RSS is recorded instead.
+    """
     return {
         "cpu_user_s": float(getattr(ru, "ru_utime", 0.0)),
         "cpu_sys_s": float(getattr(ru, "ru_stime", 0.0)),
         "voluntary_ctx_switches": float(getattr(ru, "ru_nvcsw", 0)),
         "involuntary_ctx_switches": float(getattr(ru, "ru_nivcsw", 0)),
-        "max_rss_bytes": float(getattr(ru, "ru_maxrss", 0)) * 1024.0,
         "block_output_ops": float(getattr(ru, "ru_oublock", 0)),
     }
 
