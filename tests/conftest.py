@@ -48,12 +48,44 @@ def processes_matching(text: str) -> list[str]:
     return out
 
 
+def _orphaned_servers() -> list[str]:
+    """iolab servers whose iolab parent is gone (other sessions' live runs are not ours to judge)."""
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["cmdline", "ppid"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "-m iolab.serve" not in cmd:
+            continue
+        try:
+            parent = " ".join(psutil.Process(p.info["ppid"]).cmdline())
+        except psutil.Error:
+            parent = ""
+        if "iolab" not in parent:
+            out.append(cmd)
+    return out
+
+
+def _leaked_cgroups() -> list[str]:
+    """iolab cgroups whose owner (the PID in the name) is dead: nobody will remove them."""
+    import re
+
+    import psutil
+
+    out = []
+    for path in iolab_cgroups():
+        m = re.search(r"iolab-(\d+)-", path)
+        if m and not psutil.pid_exists(int(m.group(1))):
+            out.append(path)
+    return out
+
+
 @pytest.fixture
 def nothing_left_behind() -> Iterator[None]:
-    """Asserts, after the test, that no cgroup of ours and no iolab server is left."""
-    before = set(iolab_cgroups())
+    """Asserts, after the test, that no cgroup and no server of a finished iolab run is left."""
+    before = set(_leaked_cgroups())
     yield
-    left = [c for c in iolab_cgroups() if c not in before]
-    servers = processes_matching("-m iolab.serve")
+    left = [c for c in _leaked_cgroups() if c not in before]
+    servers = _orphaned_servers()
     assert not left, f"cgroups left behind: {left}"
     assert not servers, f"servers left behind: {servers}"
