@@ -60,8 +60,9 @@ def _default_output() -> Path:
 
 @cli.command("run")
 @click.option("--scenario", "scenario", default=None, metavar="LIST",
-              help="Demo scenarios, comma-separated (see `iolab scenarios`), or all.  [default: the seed's "
-                   "four and their four controls]")
+              help="Demo scenarios or groups, comma-separated (see `iolab scenarios`): default = the seed's "
+                   "four and their four controls, all = every installed scenario, catalog = the strategies "
+                   "beyond those eight.")
 @click.option("--app", default=None, metavar="MODULE:ATTR",
               help="Your ASGI app instead of the demo, e.g. mypkg.main:app (needs --path).")
 @click.option("--app-dir", default=None, type=click.Path(file_okay=False),
@@ -191,21 +192,14 @@ def report_command(results_file: Path, fmt: str | None, output: Path | None) -> 
 def scenarios_command() -> None:
     """List the demo app's scenarios and what each isolates."""
     from rich.console import Console
-    from rich.table import Table
 
-    from iolab.demo.scenarios import BY_NAME, DEFAULT_ORDER
+    from iolab.demo.scenarios import table
 
-    table = Table(title="Demo scenarios (one fresh server each)", title_justify="left")
-    for col in ("name", "path", "handler", "isolates", "control"):
-        table.add_column(col)
-    for name in DEFAULT_ORDER:
-        s = BY_NAME[name]
-        table.add_row(s.name, s.path, s.handler, s.isolates, s.control or "—")
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table())
 
 
 # Commands that live in their own packages: (name, "module:attribute").
-_COMMANDS = (("micro", "iolab.micro.cli:micro_command"),)
+_COMMANDS = (("micro", "iolab.micro.cli:micro_command"), ("sweep", "iolab.sweep_cli:sweep_command"))
 
 
 def _register() -> None:

@@ -165,7 +165,9 @@ class Experiment:
                 scenarios.append(aggregate(spec.name, spec.path, spec.description, rounds))
         by_name = {s.name: s for s in scenarios}
         ok = {n: s for n, s in by_name.items() if any(r.status == "ok" for r in s.rounds)}
-        comparisons = verdict.compare_all(ok, self.pairs) if len(ok) >= 2 else []
+        # Only pairs whose two scenarios have been measured (a snapshot is also taken mid-run).
+        pairs = None if self.pairs is None else [(a, b) for a, b in self.pairs if a in ok and b in ok]
+        comparisons = verdict.compare_all(ok, pairs) if len(ok) >= 2 else []
         attribution: list[str] = []
         if cfg.is_demo and len(ok) >= 2:
             attribution = verdict.attribute(ok, "p50_ms")[:-1] + verdict.attribute(ok, "cpu_ms_per_request")

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from iolab.config import DEMO_APP, RunConfig, ScenarioSpec
-from iolab.demo.scenarios import select
+from iolab.demo.scenarios import select, skipped
 from iolab.errors import UsageError
 from iolab.experiment import Experiment
 from iolab.export import markdown, terminal
@@ -82,6 +82,8 @@ def _target(kw: dict[str, Any]) -> tuple[Target, tuple[ScenarioSpec, ...]]:
         return RunningTarget(url=url, pid=pid), scenarios
     if paths:
         raise UsageError("--path needs --app, --cmd or --url (the demo's scenarios are chosen with --scenario)")
+    for name, reason in skipped(kw.get("scenario")):
+        Console(stderr=True).print(f"iolab run: skipping {name}: {reason}", highlight=False)
     demo = tuple(ScenarioSpec(s.name, s.path, s.method, s.isolates, s.control)
                  for s in select(kw.get("scenario")))
     return AppTarget(DEMO_APP, kind="demo", loop=kw.get("loop") or "auto", workers=kw.get("workers") or 1,

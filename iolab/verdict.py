@@ -12,6 +12,7 @@ import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from iolab.demo import scenarios as _demo
 from iolab.results import Comparison, RoundRecord, ScenarioResult
 from iolab.stats import (
     METHOD_TOO_FEW,
@@ -282,26 +283,17 @@ def describe(c: Comparison) -> str:
 # ------------------------------------------------------------------------------ the demo's structure
 
 CONTROL_SYNC, CONTROL_ASYNC = "noop-sync", "noop-async"
+# The demo's structure comes from iolab.demo.scenarios, its one source of truth.
 # Each demo scenario and the scenario that differs from it only by the logging code.
-CONTROLS: Mapping[str, str] = {
-    "sync": CONTROL_SYNC,
-    "async": CONTROL_ASYNC,
-    "sync-raw": CONTROL_SYNC,
-    "async-raw": CONTROL_ASYNC,
-    "sync-handler": CONTROL_SYNC,
-    "async-blocking-log": CONTROL_ASYNC,
-}
+CONTROLS: Mapping[str, str] = _demo.controls()
 # The blog's comparisons (design.md): the `def` scenario first, as the blog put it.
 SEED_PAIRS: tuple[tuple[str, str], ...] = (("sync", "async"), ("sync-raw", "async-raw"))
+# Catalog scenarios against their closest rival (async-blocking-log → queue-async, print → print-flush).
+PEER_PAIRS: tuple[tuple[str, str], ...] = _demo.peer_pairs()
 # What each scenario adds to its control.
-LOG_CODE: Mapping[str, str] = {
-    "sync": "the handler-less logger.info call",
-    "async": "aiologger's info call",
-    "sync-raw": "sys.stdout.write",
-    "async-raw": "the write task",
-    "sync-handler": "logger.info through a StreamHandler",
-    "async-blocking-log": "a blocking StreamHandler call on the event loop",
-}
+LOG_CODE: Mapping[str, str] = _demo.log_codes()
+# The scenarios meant to write a line per request (not the controls, not cpu-only).
+EXPECTS_OUTPUT: frozenset[str] = _demo.expects_output()
 # Why a scenario may write nothing to stdout, when we know.
 NO_OUTPUT_REASONS: Mapping[str, str] = {
     "sync": "its logger has no handler, so its INFO records are dropped: it measures a `def` "
@@ -314,13 +306,14 @@ LOGGED_LINES_PER_REQUEST = 0.5
 
 def default_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
     """(a, b) pairs the report should show: the controls against each other, each demo scenario
-    against its control, then the seed's pairs. For names outside the demo (a user's app), every
-    scenario against the first one."""
+    against its control, catalog scenarios against their peers, then the seed's pairs. For names
+    outside the demo (a user's app), every scenario against the first one."""
     present = set(names)
     pairs: list[tuple[str, str]] = []
     if {CONTROL_SYNC, CONTROL_ASYNC} <= present:
         pairs.append((CONTROL_SYNC, CONTROL_ASYNC))
     pairs += [(ctrl, s) for s, ctrl in CONTROLS.items() if s in present and ctrl in present]
+    pairs += [(x, y) for x, y in PEER_PAIRS if x in present and y in present and (x, y) not in pairs]
     pairs += [(x, y) for x, y in SEED_PAIRS if x in present and y in present]
     if not pairs and len(names) >= 2:
         pairs = [(names[0], n) for n in names[1:]]
@@ -417,7 +410,7 @@ def stdout_notes(scenarios: Mapping[str, ScenarioResult]) -> list[str]:
     notes: list[str] = []
     for name, ctrl_name in CONTROLS.items():
         s = scenarios.get(name)
-        if s is None or s.requests == 0:
+        if s is None or s.requests == 0 or name not in EXPECTS_OUTPUT:
             continue
         ctrl = scenarios.get(ctrl_name)
         extra = _lines_per_request(s) - (_lines_per_request(ctrl) if ctrl else 0.0)

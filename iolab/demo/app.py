@@ -2,6 +2,11 @@
 
 Each endpoint is one scenario; iolab starts a fresh server per scenario (aiologger's non-blocking
 stdout must not leak from one scenario into the next). See ``iolab scenarios`` and design.md.
+
+The catalog of further logging strategies is in ``strategies.py``; the two knobs (CPU work per request,
+a slow log sink) are in ``work.py``. The knobs wrap the seed's endpoints from outside (``@with_work``)
+and swap ``sys.stdout`` before any handler below binds it; the endpoints' bodies are the seed's, and with
+both knobs at 0 (the default) nothing is wrapped or swapped.
 """
 
 import asyncio
@@ -9,12 +14,29 @@ import logging
 import random
 import sys
 from asyncio import events
+from contextlib import asynccontextmanager
 
 from aiologger import Logger as AsyncLogger
 from aiologger.levels import LogLevel
 from fastapi import FastAPI
 
-app = FastAPI()
+from iolab.demo import strategies, work
+from iolab.demo.work import with_work
+
+# Before anything binds sys.stdout (aiologger's and the control's handlers below, the catalog's loggers).
+work.install_slow_stdout(work.SINK_LATENCY_MS)
+if work.WORK_US > 0 or work.SINK_LATENCY_MS > 0:
+    print(work.describe(), file=sys.stderr, flush=True)
+
+
+@asynccontextmanager
+async def lifespan(app):
+    yield
+    # Stop the catalog's listener threads and queues, writing their backlog before the server exits.
+    strategies.shutdown()
+
+
+app = FastAPI(lifespan=lifespan)
 
 # --- The seed, verbatim (including its comments' intent) -------------------------------------------
 # Synchronous logger (stdlib logging). Note: the seed never adds a handler, so with no handler on the
@@ -28,6 +50,7 @@ async_logger = AsyncLogger.with_default_handlers(name="async-logger", level=LogL
 
 
 @app.get("/sync")
+@with_work
 def sync_endpoint():
     """Synchronous logging (the seed's: a handler-less stdlib logger, so nothing is written)."""
     sync_logger.info(f"Sync log: {random.randint(0, 100)}")
@@ -35,6 +58,7 @@ def sync_endpoint():
 
 
 @app.get("/async")
+@with_work
 async def async_endpoint():
     """Asynchronous logging with aiologger."""
     async_logger.info(f"Async log: {random.randint(0, 100)}")
@@ -42,6 +66,7 @@ async def async_endpoint():
 
 
 @app.get("/sync-raw")
+@with_work
 def sync_raw_endpoint():
     """A raw sys.stdout.write from a worker thread."""
     sys.stdout.write(f"Sync log: {random.randint(0, 100)}\n")
@@ -49,6 +74,7 @@ def sync_raw_endpoint():
 
 
 @app.get("/async-raw")
+@with_work
 async def async_raw_endpoint():
     """A raw sys.stdout.write deferred to a task on the event loop."""
 
@@ -73,6 +99,7 @@ handler_logger.addHandler(_stream_handler)
 
 
 @app.get("/noop-async")
+@with_work
 async def noop_async_endpoint():
     """Baseline on the event loop: no logging."""
     random.randint(0, 100)
@@ -80,6 +107,7 @@ async def noop_async_endpoint():
 
 
 @app.get("/noop-sync")
+@with_work
 def noop_sync_endpoint():
     """The thread-pool hand-off alone: `def`, no logging."""
     random.randint(0, 100)
@@ -87,6 +115,7 @@ def noop_sync_endpoint():
 
 
 @app.get("/sync-handler")
+@with_work
 def sync_handler_endpoint():
     """A real blocking log call (StreamHandler to stdout, flushed per record) in a worker thread."""
     handler_logger.info(f"Sync log: {random.randint(0, 100)}")
@@ -94,7 +123,12 @@ def sync_handler_endpoint():
 
 
 @app.get("/async-blocking-log")
+@with_work
 async def async_blocking_log_endpoint():
     """The same blocking StreamHandler, called on the event loop thread."""
     handler_logger.info(f"Async log: {random.randint(0, 100)}")
     return {"message": "Synchronous logging to stdout complete"}
+
+
+# --- The catalog (strategies.py) --------------------------------------------------------------------
+app.include_router(strategies.router)

@@ -1,10 +1,23 @@
-"""The demo app's scenarios: one path each, what each isolates, and which control it pairs with."""
+"""The demo app's scenarios: one path each, what each isolates, and which control it pairs with.
+
+This module is the one source of truth about the demo's structure: ``iolab.verdict`` reads the controls,
+the log-code phrases and the peer pairs from here. It imports nothing heavy (no FastAPI, no loggers).
+
+Groups for ``--scenario``: ``default`` — the seed's four endpoints, the two no-logging controls and the
+StreamHandler pair, what ``iolab run`` measures when given no ``--scenario``; ``all`` — every scenario
+whose packages are installed (the catalog); ``catalog`` — the entries beyond the default eight, with the
+controls they are compared with. Groups and names mix: ``--scenario default,queue-async``.
+"""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 DEMO_APP = "iolab.demo.app:app"
+LOGGERS_EXTRA = "pip install 'iolab[loggers]'"
 
 
 @dataclass(frozen=True)
@@ -16,57 +29,180 @@ class Scenario:
     control: str | None = None  # the scenario it differs from by one thing
     method: str = "GET"
     seed: bool = False  # one of the seed's four endpoints, verbatim
+    catalog: bool = False  # beyond the default eight (issue 8)
+    log_code: str = ""  # what it adds to its control, for verdict sentences; "" for the controls
+    writes: bool = True  # meant to write one stdout line per request
+    # The request does not wait for its write: another thread writes it later, or a non-blocking transport
+    # (aiologger). Not async-raw (its task blocks the loop a moment later) nor structlog's ainfo (the loop
+    # is free, but the request awaits the executor thread's blocking write, as a `def` endpoint would).
+    defers: bool = False
+    needs: str | None = None  # a module of the `loggers` extra
+    peers: tuple[str, ...] = ()  # other scenarios it is compared with head to head (peer → this)
 
+
+_A, _S = "noop-async", "noop-sync"
 
 DEMO_SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("noop-async", "/noop-async", "async def, no logging", "baseline on the event loop"),
-    Scenario("noop-sync", "/noop-sync", "def, no logging", "the thread-pool hand-off alone", "noop-async"),
-    Scenario(
-        "sync", "/sync", "def + handler-less stdlib logger (seed)", "what the seed really measured",
-        "noop-sync", seed=True,
-    ),
-    Scenario("async", "/async", "async def + aiologger (seed)", "aiologger's cost", "noop-async", seed=True),
-    Scenario(
-        "sync-raw", "/sync-raw", "def + sys.stdout.write (seed)", "a raw write from a worker thread",
-        "noop-sync", seed=True,
-    ),
-    Scenario(
-        "async-raw", "/async-raw", "async def + task that writes (seed)", "a deferred raw write on the loop",
-        "noop-async", seed=True,
-    ),
-    Scenario(
-        "sync-handler", "/sync-handler", "def + stdlib StreamHandler", "a real blocking log call in a worker",
-        "noop-sync",
-    ),
-    Scenario(
-        "async-blocking-log", "/async-blocking-log", "async def + the same StreamHandler",
-        "a blocking write on the event loop", "noop-async",
-    ),
+    Scenario("noop-async", "/noop-async", "async def, no logging", "baseline on the event loop",
+             writes=False),
+    Scenario("noop-sync", "/noop-sync", "def, no logging", "the thread-pool hand-off alone", _A,
+             writes=False),
+    Scenario("sync", "/sync", "def + handler-less stdlib logger (seed)", "what the seed really measured", _S,
+             seed=True, log_code="the handler-less logger.info call"),
+    Scenario("async", "/async", "async def + aiologger (seed)", "aiologger's cost", _A, seed=True,
+             log_code="aiologger's info call", defers=True),
+    Scenario("sync-raw", "/sync-raw", "def + sys.stdout.write (seed)", "a raw write from a worker thread", _S,
+             seed=True, log_code="sys.stdout.write"),
+    Scenario("async-raw", "/async-raw", "async def + task that writes (seed)",
+             "a deferred raw write on the loop", _A, seed=True, log_code="the write task"),
+    Scenario("sync-handler", "/sync-handler", "def + stdlib StreamHandler", "a real blocking log call in a worker",
+             _S, log_code="logger.info through a StreamHandler"),
+    Scenario("async-blocking-log", "/async-blocking-log", "async def + the same StreamHandler",
+             "a blocking write on the event loop", _A,
+             log_code="a blocking StreamHandler call on the event loop"),
+    # --- the catalog -----------------------------------------------------------------------------------
+    Scenario("cpu-only", "/cpu-only", "async def + a handler that formats and drops the line",
+             "a log call's CPU (record, formatting) without the write; the better control for the "
+             "async def stdlib strategies (its peers)", _A, catalog=True,
+             log_code="formatting a log record without writing it", writes=False),
+    Scenario("queue-sync", "/queue-sync", "def + stdlib QueueHandler → QueueListener thread",
+             "handing the record to a listener thread, from a worker", _S, catalog=True,
+             log_code="a QueueHandler put (a listener thread writes)", defers=True, peers=("sync-handler",)),
+    Scenario("queue-async", "/queue-async", "async def + the same QueueHandler",
+             "taking the write off the event loop with the stdlib", _A, catalog=True,
+             log_code="a QueueHandler put on the event loop (a listener thread writes)", defers=True,
+             peers=("async-blocking-log", "cpu-only")),
+    Scenario("loguru", "/loguru", "async def + loguru's default handler (on stdout)",
+             "loguru formatting and writing in the caller", _A, catalog=True,
+             log_code="loguru's info call (default handler)", needs="loguru", peers=("async-blocking-log",)),
+    Scenario("loguru-enqueue", "/loguru-enqueue", "async def + loguru enqueue=True",
+             "loguru's queue: pickled into a multiprocessing pipe, written by a thread", _A, catalog=True,
+             log_code="loguru's info call with enqueue=True", defers=True, needs="loguru", peers=("loguru",)),
+    Scenario("structlog", "/structlog", "async def + structlog PrintLogger (JSON), info",
+             "structlog's processors and print in the caller", _A, catalog=True,
+             log_code="structlog's info call (PrintLogger)", needs="structlog", peers=("async-blocking-log",)),
+    Scenario("structlog-ainfo", "/structlog-ainfo", "async def + structlog await ainfo",
+             "running the whole log call in the default executor", _A, catalog=True,
+             log_code="structlog's ainfo (the call in the executor)", needs="structlog", peers=("structlog",)),
+    Scenario("picologging", "/picologging", "async def + picologging StreamHandler",
+             "the logging API in C, same blocking write", _A, catalog=True,
+             log_code="picologging's info call (StreamHandler)", needs="picologging",
+             peers=("async-blocking-log",)),
+    Scenario("print", "/print", "async def + print (block-buffered)", "print on the loop, buffered", _A,
+             catalog=True, log_code="print"),
+    Scenario("print-flush", "/print-flush", "async def + print(flush=True)", "a write(2) per print", _A,
+             catalog=True, log_code="print(flush=True)", peers=("print",)),
+    Scenario("ours-sync", "/ours-sync", "def + iolab.logging.BatchHandler",
+             "iolab's batching handler from a worker", _S, catalog=True,
+             log_code="iolab.logging's BatchHandler", defers=True, peers=("sync-handler", "queue-sync")),
+    Scenario("ours-async", "/ours-async", "async def + iolab.logging.BatchHandler",
+             "iolab's batching handler on the event loop", _A, catalog=True,
+             log_code="iolab.logging's BatchHandler on the event loop", defers=True,
+             peers=("async-blocking-log", "queue-async")),
 )
 
-# The order of the seed's table first, then the controls.
-DEFAULT_ORDER = ("sync", "async", "sync-raw", "async-raw", "noop-sync", "noop-async", "sync-handler",
-                 "async-blocking-log")
-
 BY_NAME = {s.name: s for s in DEMO_SCENARIOS}
+# The order of the seed's table first, then the controls: what `iolab run` measures by default.
+DEFAULT_EIGHT = ("sync", "async", "sync-raw", "async-raw", "noop-sync", "noop-async", "sync-handler",
+                 "async-blocking-log")
+CATALOG_ORDER = tuple(s.name for s in DEMO_SCENARIOS if s.catalog)
+# Every scenario, for listings (`iolab scenarios`) and `--scenario all`.
+ALL_ORDER = DEFAULT_EIGHT + CATALOG_ORDER
+DEFAULT_ORDER = ALL_ORDER  # kept for cli.py's `iolab scenarios`, which lists every scenario
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "default": DEFAULT_EIGHT,
+    "all": ALL_ORDER,
+    "catalog": ("noop-sync", "noop-async", "sync-handler", "async-blocking-log", *CATALOG_ORDER),
+}
+
+
+@cache
+def unavailable(name: str) -> str | None:
+    """Why scenario ``name`` cannot run here (its optional logger is missing), or None."""
+    s = BY_NAME[name]
+    if s.needs is None:
+        return None
+    try:
+        importlib.import_module(s.needs)
+    except Exception as exc:  # not installed, or an extension that does not load on this Python
+        return f"needs {s.needs} ({type(exc).__name__}: {exc}); {LOGGERS_EXTRA}"
+    return None
+
+
+def _resolve(names: str | None) -> tuple[list[Scenario], list[tuple[str, str]]]:
+    from iolab.errors import UsageError
+
+    out: list[Scenario] = []
+    skipped: list[tuple[str, str]] = []
+    items = [n.strip().lstrip("/") for n in (names or "default").split(",")]
+    for item in filter(None, items):
+        explicit = item not in GROUPS
+        if explicit and item not in BY_NAME:
+            known = ", ".join((*GROUPS, *ALL_ORDER))
+            raise UsageError(f"unknown scenario {item!r} (known: {known}; see `iolab scenarios`)")
+        for name in (item,) if explicit else GROUPS[item]:
+            reason = unavailable(name)
+            if reason is not None:
+                if explicit:
+                    raise UsageError(f"scenario {name!r} {reason}")
+                skipped.append((name, reason))
+            elif BY_NAME[name] not in out:
+                out.append(BY_NAME[name])
+    if not out:
+        raise UsageError("no scenario selected")
+    return out, skipped
 
 
 def select(names: str | None) -> tuple[Scenario, ...]:
-    """Scenarios by comma-separated names ("all" or None = every demo scenario, in DEFAULT_ORDER)."""
-    from iolab.errors import UsageError
+    """Scenarios by comma-separated names and groups (None = "default", the eight).
 
-    if not names or names.strip() == "all":
-        return tuple(BY_NAME[n] for n in DEFAULT_ORDER)
-    out: list[Scenario] = []
-    for raw in names.split(","):
-        name = raw.strip().lstrip("/")
-        if not name:
-            continue
-        if name not in BY_NAME:
-            known = ", ".join(DEFAULT_ORDER)
-            raise UsageError(f"unknown scenario {raw.strip()!r} (known: {known}; see `iolab scenarios`)")
-        if BY_NAME[name] not in out:
-            out.append(BY_NAME[name])
-    if not out:
-        raise UsageError("no scenario selected")
-    return tuple(out)
+    A named scenario whose optional logger is missing is a UsageError naming the extra; inside a group
+    it is skipped (see :func:`skipped`).
+    """
+    return tuple(_resolve(names)[0])
+
+
+def skipped(names: str | None) -> list[tuple[str, str]]:
+    """(name, reason) of the scenarios a selection's groups left out because a package is missing."""
+    return _resolve(names)[1]
+
+
+# ------------------------------------------------------------------------------ verdict structure
+
+
+def controls() -> dict[str, str]:
+    """Each logging scenario → the control it differs from only by its logging code."""
+    return {s.name: s.control for s in DEMO_SCENARIOS if s.control and s.log_code}
+
+
+def log_codes() -> dict[str, str]:
+    return {s.name: s.log_code for s in DEMO_SCENARIOS if s.log_code}
+
+
+def peer_pairs() -> tuple[tuple[str, str], ...]:
+    """(peer, scenario) pairs worth a head-to-head verdict, e.g. (async-blocking-log, queue-async)."""
+    return tuple((p, s.name) for s in DEMO_SCENARIOS for p in s.peers)
+
+
+def expects_output() -> frozenset[str]:
+    return frozenset(s.name for s in DEMO_SCENARIOS if s.writes)
+
+
+def table() -> Any:
+    """A rich Table of every scenario (for `iolab scenarios`), marking the ones not installed here."""
+    from rich.table import Table
+
+    t = Table(title="Demo scenarios (one fresh server each)", title_justify="left")
+    for col in ("name", "path", "handler", "isolates", "control", "group"):
+        t.add_column(col)
+    for name in ALL_ORDER:
+        s = BY_NAME[name]
+        reason = unavailable(name)
+        group = "default" if name in DEFAULT_EIGHT else "catalog"
+        if reason:
+            group += f" — not available: {reason}"
+        t.add_row(s.name, s.path, s.handler, s.isolates, s.control or "—", group)
+    t.caption = ("--scenario default (no option) runs the first eight; --scenario all runs every one; "
+                 "cpu-only is the better control for the async def stdlib strategies")
+    return t

@@ -1,0 +1,132 @@
+"""The sweep's records and its versioned JSON document, ``iolab.sweep/1``.
+
+One document per sweep: the grid's axes, and per cell the strategies' medians, the winner, its margin
+over the runner-up (a Comparison with its 95 % interval), every pairwise comparison, and the path of the
+cell's full ``iolab.run/1`` results file (relative to the sweep document), which ``iolab report`` reads.
+
+Schema history: ``iolab.sweep/1`` (0.1.0): first version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from iolab.errors import ResultsFileError
+from iolab.results import Comparison, from_dict, parse_schema, to_dict
+
+SCHEMA_NAME = "iolab.sweep"
+SCHEMA_VERSION = 1
+SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
+
+
+@dataclass(frozen=True)
+class StrategyValues:
+    """One strategy in one cell: medians over its successful rounds."""
+
+    scenario: str
+    rounds_ok: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_ms_per_request: float
+    voluntary_ctx_switches_per_request: float
+    lines_per_request: float  # what the sink received (log lines, access log, start-up) per request
+
+
+@dataclass(frozen=True)
+class Cell:
+    work_us: int
+    sink_latency_ms: float
+    requests: int
+    warmup: int
+    run_file: str  # the cell's iolab.run/1 document, relative to the sweep document's directory
+    status: str  # "ok" | "failed"
+    error: str | None
+    duration_s: float
+    strategies: tuple[StrategyValues, ...] = ()
+    winner: str | None = None
+    runner_up: str | None = None
+    # a = runner-up, b = winner, on the sweep's metric; verdict "no significant difference" = a tie.
+    margin: Comparison | None = None
+    # a = the best strategy that writes on the request's path, b = the best that defers the write
+    # (``Scenario.defers``): how "async logging" fares in this cell; None without both kinds.
+    deferred_vs_blocking: Comparison | None = None
+    comparisons: tuple[Comparison, ...] = ()  # every pair, on p50, p99 and throughput
+
+    def value(self, scenario: str) -> StrategyValues | None:
+        return next((s for s in self.strategies if s.scenario == scenario), None)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    schema: str
+    created: str
+    tool_version: str
+    status: str  # "complete" | "running" | "failed" | "interrupted"
+    metric: str
+    scenarios: tuple[str, ...]
+    work_us: tuple[int, ...]
+    sink_latency_ms: tuple[float, ...]
+    load: dict[str, Any]
+    limits: dict[str, Any]
+    machine: dict[str, Any]
+    cells: tuple[Cell, ...] = ()
+    reading: str = ""
+    wall_s: float = 0.0
+    deferred: tuple[str, ...] = field(default_factory=tuple)  # the strategies that defer the write
+
+    def cell(self, work_us: int, sink_latency_ms: float) -> Cell | None:
+        return next((c for c in self.cells if c.work_us == work_us and c.sink_latency_ms == sink_latency_ms),
+                    None)
+
+
+def dumps(result: SweepResult) -> str:
+    return json.dumps(to_dict(result), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def save(result: SweepResult, path: str | os.PathLike[str]) -> Path:
+    """Atomic write (temp file + rename), as iolab.results.save."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".iolab-sweep-", suffix=".json", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(dumps(result))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def loads(text: str, source: str = "<string>") -> SweepResult:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsFileError(f"{source} is not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(doc, dict):
+        raise ResultsFileError(f"{source} is not an iolab sweep file (top level is not an object)")
+    name, version = parse_schema(doc.get("schema"))
+    if name != SCHEMA_NAME:
+        raise ResultsFileError(f"{source} has schema {doc.get('schema')!r}, expected {SCHEMA_NAME}/N")
+    if version > SCHEMA_VERSION:
+        raise ResultsFileError(f"{source} was written by a newer iolab ({name}/{version}): upgrade iolab")
+    try:
+        return from_dict(SweepResult, doc)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ResultsFileError(f"{source} is damaged: {exc}") from None
+
+
+def load(path: str | os.PathLike[str]) -> SweepResult:
+    p = Path(path)
+    try:
+        return loads(p.read_text(encoding="utf-8"), str(p))
+    except FileNotFoundError:
+        raise ResultsFileError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsFileError(f"{p}: cannot read ({exc})") from None
