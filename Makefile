@@ -29,8 +29,12 @@ lint: $(STAMP)
 test: $(STAMP) test-deps lint
 	$(VENV)/bin/pytest -q
 
+# Benchmarks, not tests: ratios measured side by side in one run. BENCH_ARGS=--quick for short runs.
+# Drivers: builtin vs wrk, ab, hey against nginx and uvicorn (~6 min; installs nginx-light when root).
+# Loggers: iolab.logging against every Python logger on caller cost, syscalls, slow sinks, exit.
 bench: $(STAMP)
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/bench_drivers.py $(BENCH_ARGS)
+	$(PY) benchmarks/bench_logging.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

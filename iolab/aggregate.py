@@ -55,6 +55,7 @@ def aggregate(name: str, path: str, description: str, rounds: Sequence[RoundReco
     sample of every round (as if pidstat had run through all of them)."""
     ok = [r for r in rounds if r.status == "ok"]
     hist = latency.merge(r.latency_hdr for r in ok)
+    uncorrected = latency.merge(r.latency_uncorrected_hdr for r in ok)
     samples = [s for r in ok for s in r.samples]
     total_requests = sum(r.requests for r in ok)
 
@@ -99,6 +100,8 @@ def aggregate(name: str, path: str, description: str, rounds: Sequence[RoundReco
         stdout=stdout,
         threads=merge_threads([r.threads for r in ok]),
         stability_cv_pct=stability(ok),
+        latency_uncorrected_ms=latency.latency_ms(uncorrected),
+        latency_uncorrected_hdr=latency.encode(uncorrected),
     )
 
 

@@ -89,6 +89,17 @@ def _default_output() -> Path:
               help="Measured requests per scenario and round (ab -n).")
 @click.option("-c", "--concurrency", default=100, show_default=True, type=click.IntRange(1),
               help="Requests in flight at once (ab -c).")
+@click.option("--driver", type=click.Choice(["builtin", "ab", "wrk", "hey"]), default="builtin", show_default=True,
+              help="Load generator: iolab's own, or ApacheBench, wrk, hey (must be installed).")
+@click.option("--duration", default=None, metavar="D",
+              help="Run the measured load for this long (20s, 500ms, 2m) instead of -n requests.")
+@click.option("--rate", default=None, type=click.FloatRange(min=0, min_open=True), metavar="R",
+              help="Open loop: R requests/s, each due at its time whether or not the server kept up; latency "
+                   "counted from the due time (needs --duration; builtin driver).")
+@click.option("--arrival", type=click.Choice(["uniform", "poisson"]), default="uniform", show_default=True,
+              help="Open loop: fixed intervals or Poisson arrivals.")
+@click.option("--hdr-log", "hdr_log", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write every round's latencies as an HdrHistogram log (µs), for HdrHistogram's tools.")
 @click.option("--warmup", default=1_000, show_default=True, type=click.IntRange(0),
               help="Requests sent before measuring, on the same server.")
 @click.option("--keepalive/--no-keepalive", default=False, show_default=True,
@@ -137,6 +148,8 @@ def run_command(**kw: Any) -> None:
       iolab run --scenario sync,async -n 2000 -c 50 --rounds 5
       iolab run --app mypkg.main:app --path /orders --path /health
       iolab run --cpus 0 --memory 0 --unbuffered --markdown -
+      iolab run --driver wrk --duration 20s --keepalive
+      iolab run --rate 800 --duration 20s --hdr-log run.hlog
       iolab run --html report.html
     """
     from iolab.runner import run_from_cli

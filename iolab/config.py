@@ -42,6 +42,13 @@ class RunConfig:
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     compare: tuple[tuple[str, str], ...] = ()
+    # Load driver (issue 5): builtin | ab | wrk | hey; an open loop with rate + duration (builtin only); a
+    # closed loop for a time with duration alone.
+    driver: str = "builtin"
+    rate: float | None = None
+    duration_s: float | None = None
+    arrival: str = "uniform"
+    hdr_log: Path | None = None
     # Demo knobs (issue 8), passed to the demo app through its environment.
     work_us: int = 0
     sink_latency_ms: float = 0.0

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from iolab import __version__, advice, facts, results, verdict
+from iolab import __version__, advice, facts, hdrlog, results, verdict
 from iolab.aggregate import aggregate, window_samples
 from iolab.config import RunConfig, ScenarioSpec
+from iolab.drivers import get_driver
 from iolab.drivers.base import LoadResult, LoadSpec
-from iolab.drivers.builtin import BuiltinDriver
+from iolab.drivers.summary import behind_schedule
 from iolab.errors import NoSuchProcess, ServerDiedError
 from iolab.limits import AppliedLimits, LimitSession
 from iolab.probe import Counters, Probe, delta, thread_totals
@@ -69,6 +70,7 @@ class _State:
     limits: dict[str, object] = field(default_factory=dict)
     rounds: dict[str, list[RoundRecord]] = field(default_factory=dict)
     warnings: list[Warning] = field(default_factory=list)
+    hdr_entries: list[hdrlog.Entry] = field(default_factory=list)
 
 
 def server_env(config: RunConfig) -> dict[str, str]:
@@ -112,7 +114,8 @@ class Experiment:
         self.reporter: Reporter = reporter or SilentReporter()
         # Pairs to compare: the user's (--compare a:b), else the demo's controls and seed pairs.
         self.pairs: list[tuple[str, str]] | None = list(config.compare) or None
-        self._drive = driver or BuiltinDriver().run
+        # get_driver fails now, before any server starts, when an external tool is not installed.
+        self._drive = driver or get_driver(config.driver).run
         self.state = _State(
             config=config,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -211,9 +214,12 @@ class Experiment:
 
     def _load(self) -> dict[str, object]:
         cfg = self.config
-        return {"driver": "builtin", "mode": "closed", "requests": cfg.requests,
+        mode = "open" if cfg.rate is not None else "closed, timed" if cfg.duration_s is not None else "closed"
+        return {"driver": cfg.driver, "mode": mode, "requests": None if cfg.duration_s else cfg.requests,
+                "duration_s": cfg.duration_s, "rate": cfg.rate, "arrival": cfg.arrival if cfg.rate else None,
                 "concurrency": cfg.concurrency, "warmup_requests": cfg.warmup, "keepalive": cfg.keepalive,
-                "timeout_s": cfg.timeout_s, "rounds": cfg.rounds}
+                "timeout_s": cfg.timeout_s, "rounds": cfg.rounds,
+                "hdr_log": str(cfg.hdr_log) if cfg.hdr_log else None}
 
     def _warnings(self, scenarios: dict[str, ScenarioResult]) -> list[Warning]:
         cfg = self.config
@@ -288,7 +294,8 @@ class Experiment:
         cfg = self.config
         base = LoadSpec(url=url, requests=cfg.requests, concurrency=cfg.concurrency, keepalive=cfg.keepalive,
                         timeout_s=cfg.timeout_s, method=spec.method, headers=cfg.headers, body=cfg.body,
-                        cpus=applied.load_cpus if applied else None)
+                        cpus=applied.load_cpus if applied else None, rate=cfg.rate, duration_s=cfg.duration_s,
+                        arrival=cfg.arrival)
         probe = Probe(pid, interval_s=cfg.interval_s) if pid is not None else None
         c1: Counters | None = None
         if probe is not None:
@@ -296,13 +303,17 @@ class Experiment:
         try:
             if cfg.warmup > 0:
                 self.reporter.phase("warm-up")
-                self._drive(replace(base, requests=cfg.warmup, concurrency=min(cfg.concurrency, cfg.warmup)),
-                            self.reporter.progress)
+                if cfg.driver == "wrk":  # wrk counts time, not requests: a short closed loop
+                    warm = replace(base, rate=None, duration_s=1.0)
+                else:
+                    warm = replace(base, requests=cfg.warmup, concurrency=min(cfg.concurrency, cfg.warmup),
+                                   rate=None, duration_s=None)
+                self._drive(warm, self.reporter.progress)
             self.reporter.phase("measuring")
             cpu0 = facts.read_cpu_times()
             throttle0 = session.read_cpu_stat() if session else {}
             c0 = probe.read() if probe else None
-            t0 = time.monotonic()
+            t0, started_epoch_s = time.monotonic(), time.time()
             load = self._drive(base, self.reporter.progress)
             wall = time.monotonic() - t0
             try:
@@ -340,7 +351,18 @@ class Experiment:
         server_cpu_s = (side.window.cpu_user_s + side.window.cpu_sys_s) if side else 0.0
         noise = noise_figures(facts.noise(cpu0, cpu1, 0.0, wall), wall, server_cpu_s, load, throttle0, throttle1,
                               nonblocking)
+        self._after_load(spec, round_no, started_epoch_s, load)
         return ok_round(round_no, started, load, side, stdout, rusage, noise, tail)
+
+    def _after_load(self, spec: ScenarioSpec, round_no: int, started_epoch_s: float, load: LoadResult) -> None:
+        """The open loop's schedule warning, and the HdrHistogram log rewritten with this round added."""
+        late = behind_schedule(load)
+        if late:
+            self.state.warnings.append(Warning("driver-behind-schedule", f"{spec.name}, round {round_no}: {late}"))
+        if self.config.hdr_log is not None:
+            self.state.hdr_entries.append(
+                hdrlog.Entry(hdrlog.tag_for(spec.name, f"r{round_no}"), started_epoch_s, load))
+            hdrlog.write_log(self.config.hdr_log, self.state.hdr_entries)
 
 
 def run_experiment(config: RunConfig, reporter: Reporter | None = None) -> RunResult:

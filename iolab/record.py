@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from iolab import latency
 from iolab.aggregate import per_request
 from iolab.drivers.base import LoadResult
+from iolab.drivers.summary import latency_summary, load_facts, uncorrected_summary
 from iolab.probe import Window
 from iolab.results import (
     DriverUsage,
@@ -35,7 +35,7 @@ def noise_figures(machine: dict[str, float], wall_s: float, server_cpu_s: float,
                   nonblocking: bool | None) -> dict[str, float]:
     """Other processes' CPU (machine busy − server − driver), cgroup throttling, the driver's own CPU."""
     noise = dict(machine)
-    driver_cpu_s = load.cpu_user_s + load.cpu_sys_s
+    driver_cpu_s = load.cpu_s  # the whole driver process: all of it ran inside the wall window
     if "machine_busy_pct_of_core" in noise and wall_s > 0:
         busy_s = noise["machine_busy_pct_of_core"] * wall_s / 100.0
         noise["other_processes_pct_of_core"] = round(
@@ -46,8 +46,9 @@ def noise_figures(machine: dict[str, float], wall_s: float, server_cpu_s: float,
         noise["cgroup_periods"] = float(periods)
         noise["cgroup_throttled_periods"] = float(throttled)
         noise["cgroup_throttled_pct"] = round(100.0 * throttled / periods, 1) if periods else 0.0
+    # The load window alone where the driver measured it (builtin), so Python's start-up does not count.
     noise["driver_cpu_pct_of_core"] = (
-        round(100.0 * driver_cpu_s / load.duration_s, 1) if load.duration_s else 0.0)
+        round(100.0 * load.cpu_load_s / load.duration_s, 1) if load.duration_s else 0.0)
     if nonblocking is not None:
         noise["stdout_nonblocking"] = 1.0 if nonblocking else 0.0
     return noise
@@ -59,7 +60,8 @@ def _failures(load: LoadResult | None) -> int:
 
 def ok_round(round_no: int, started: str, load: LoadResult, server: ServerSide | None, stdout: StdoutInfo,
              rusage: dict[str, float], noise: dict[str, float], tail: tuple[str, ...]) -> RoundRecord:
-    hist = latency.histogram(load.latencies_us)
+    lat = latency_summary(load)  # samples, wrk's histogram, or ab's/hey's percentile table: one record
+    unc = uncorrected_summary(load)  # open loop only
     completed = load.completed
     samples = server.samples if server else ()
     if server is not None:
@@ -75,7 +77,8 @@ def ok_round(round_no: int, started: str, load: LoadResult, server: ServerSide |
         rps=round(completed / load.duration_s, 2) if load.duration_s else 0.0,
         server_cpu_s=round(server_cpu_s, 4),
         rps_per_server_cpu_s=round(completed / server_cpu_s, 2) if server_cpu_s else 0.0,
-        latency_ms=latency.latency_ms(hist), latency_hdr=latency.encode(hist),
+        latency_ms=lat.latency_ms, latency_hdr=lat.hdr,
+        latency_uncorrected_ms=unc.latency_ms if unc else LatencyMs(), latency_uncorrected_hdr=unc.hdr if unc else "",
         cswch_per_s=summarize([s.cswch_per_s for s in samples]),
         nvcswch_per_s=summarize([s.nvcswch_per_s for s in samples]),
         main_thread=MainThread(summarize([s.main_cswch_per_s for s in samples]),
@@ -83,8 +86,10 @@ def ok_round(round_no: int, started: str, load: LoadResult, server: ServerSide |
         per_request=pr, stdout=stdout, threads=server.threads if server else (), samples=samples,
         driver=DriverUsage(name=load.driver, cpu_user_s=round(load.cpu_user_s, 4),
                            cpu_sys_s=round(load.cpu_sys_s, 4),
-                           cpu_pct_of_core=noise.get("driver_cpu_pct_of_core", 0.0)),
+                           cpu_pct_of_core=noise.get("driver_cpu_pct_of_core", 0.0),
+                           cpu_load_s=round(load.cpu_load_s, 4)),
         rusage=rusage, noise=noise, server_log_tail=tail[-5:],
+        load={**load_facts(load), "latency_filled": list(lat.filled)}, driver_output=load.raw_output,
     )
 
 

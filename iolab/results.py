@@ -129,9 +129,10 @@ class DriverUsage:
     """What the load generator itself cost (it must never be the bottleneck)."""
 
     name: str = "builtin"
-    cpu_user_s: float = 0.0
+    cpu_user_s: float = 0.0  # the whole driver process (wait4), start-up included
     cpu_sys_s: float = 0.0
-    cpu_pct_of_core: float = 0.0
+    cpu_pct_of_core: float = 0.0  # over the load window alone where the driver measures it (builtin)
+    cpu_load_s: float = 0.0  # CPU of the load window alone (builtin), else the whole process's
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,14 @@ class RoundRecord:
     rusage: dict[str, float] = field(default_factory=dict)
     noise: dict[str, float] = field(default_factory=dict)
     server_log_tail: tuple[str, ...] = ()
+    # Open loop: latency from each request's actual send (latency_ms counts from when it was due).
+    latency_uncorrected_ms: LatencyMs = field(default_factory=LatencyMs)
+    latency_uncorrected_hdr: str = ""
+    # How the load was applied (iolab.drivers.summary.load_facts): driver, command, latency source and
+    # resolution, whether latency_hdr is approximate (rebuilt from ab's/hey's percentiles) and which
+    # percentiles the tool did not give, open loop's target and achieved rate, the tool's own facts.
+    load: dict[str, Any] = field(default_factory=dict)
+    driver_output: str = ""  # an external tool's own output, as printed
 
 
 @dataclass(frozen=True)
@@ -190,6 +199,8 @@ class ScenarioResult:
     threads: tuple[ThreadTotal, ...]
     # Coefficient of variation (%) of each verdict metric over the successful rounds: how stable it was.
     stability_cv_pct: dict[str, float] = field(default_factory=dict)
+    latency_uncorrected_ms: LatencyMs = field(default_factory=LatencyMs)  # open loop, merged over rounds
+    latency_uncorrected_hdr: str = ""
 
 
 @dataclass(frozen=True)

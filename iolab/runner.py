@@ -12,6 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from iolab.config import DEMO_APP, RunConfig, ScenarioSpec
 from iolab.demo.scenarios import select, skipped
+from iolab.drivers import validate
+from iolab.drivers.base import LoadSpec, parse_duration
 from iolab.errors import UsageError
 from iolab.experiment import Experiment
 from iolab.export import markdown, terminal
@@ -117,6 +119,17 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
             raise UsageError(f"--compare {item!r}: expected A:B with two measured scenario names "
                              f"(have: {', '.join(sorted(names))})")
         pairs.append((a, b))
+    driver = kw.get("driver") or "builtin"
+    duration_s = parse_duration(str(kw["duration"])) if kw.get("duration") else None
+    rate = kw.get("rate")
+    if rate is not None and duration_s is None:
+        raise UsageError("--rate needs --duration: an open loop runs for a time (e.g. --rate 800 --duration 20s)")
+    if driver == "wrk" and duration_s is None:
+        raise UsageError("--driver wrk runs for a time, not a number of requests: add --duration (e.g. 10s)")
+    # What the driver cannot do fails here, before any server starts (the URL is a placeholder).
+    validate(driver, LoadSpec(url="http://127.0.0.1:1/", requests=kw["requests"], concurrency=kw["concurrency"],
+                              keepalive=kw["keepalive"], timeout_s=kw["timeout_s"], rate=rate,
+                              duration_s=duration_s, arrival=kw.get("arrival") or "uniform"))
     return RunConfig(
         scenarios=scenarios,
         target=target,
@@ -136,6 +149,11 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         output=kw.get("output") or default_output,
         headers=_headers(kw.get("headers") or ()),
         body=body,
+        driver=driver,
+        rate=rate,
+        duration_s=duration_s,
+        arrival=kw.get("arrival") or "uniform",
+        hdr_log=kw.get("hdr_log"),
         work_us=kw.get("work_us", 0),
         sink_latency_ms=kw.get("sink_latency_ms", 0.0),
     )
@@ -234,6 +252,8 @@ def run_from_cli(kw: dict[str, Any], default_output: Path) -> RunResult:
             result = Experiment(config, bar).run()
     write_outputs(result, kw.get("markdown"), out, kw.get("html"))
     out.print(f"results: {config.output}", highlight=False)
+    if config.hdr_log is not None:
+        out.print(f"HdrHistogram log: {config.hdr_log}", highlight=False)
     return result
 
 

@@ -1,21 +1,25 @@
 """What every load driver takes (``LoadSpec``) and gives back (``LoadResult``).
 
-A driver is anything with a ``name`` and a ``run(spec, progress)``: the built-in one, and later wrappers
-around ab, wrk and hey. The experiment loop only sees these records, so a driver can be swapped without
-touching it.
+A driver is anything with a ``name`` and a ``run(spec, progress)``: the built-in one and the wrappers
+around ab, wrk and hey (``iolab.drivers.get_driver``). The experiment loop only sees these records, so a
+driver can be swapped without touching it.
 
 Closed loop (the default, like ``ab -n N -c C``): ``concurrency`` clients each send a request, wait for
-the whole response, then send the next, until ``requests`` have been attempted. Open loop (like wrk2):
-``rate`` requests per second for ``duration_s`` seconds, each due at a fixed time whether or not the
-server kept up; latency is then counted from the time the request was due, so a stalled server cannot
-hide its stall (coordinated omission).
+the whole response, then send the next, until ``requests`` have been attempted, or for ``duration_s``
+seconds when that is given without a rate (like ``wrk -d``). Open loop (like wrk2): ``rate`` requests per
+second for ``duration_s`` seconds, each due at a fixed time (``arrival="uniform"``) or at Poisson
+arrivals (``"poisson"``) whether or not the server kept up; latency is then counted from the time the
+request was due, so a stalled server cannot hide its stall (coordinated omission).
+
+Progress is ``(requests finished, requests expected)``; in a closed loop for a duration, where the count
+is not known in advance, it is ``(milliseconds elapsed, milliseconds planned)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from iolab.errors import UsageError
 
@@ -36,8 +40,10 @@ class LoadSpec:
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     rate: float | None = None  # open loop: requests per second …
-    duration_s: float | None = None  # … for this long
+    duration_s: float | None = None  # … for this long; without a rate: a closed loop for this long
     cpus: tuple[int, ...] | None = None  # pin the driver process to these CPUs
+    arrival: str = "uniform"  # open loop: "uniform" (fixed intervals) or "poisson" (exponential gaps)
+    seed: int = 0  # open loop, poisson: the same seed gives the same schedule
 
     def __post_init__(self) -> None:
         problem = _problem(self)
@@ -49,11 +55,38 @@ class LoadSpec:
         return self.rate is not None
 
     @property
+    def timed(self) -> bool:
+        """A closed loop that runs for ``duration_s`` rather than for ``requests``."""
+        return self.rate is None and self.duration_s is not None
+
+    @property
     def expected_requests(self) -> int:
-        """How many requests the run will attempt (what progress counts towards)."""
+        """How many requests the run will attempt (what progress counts towards; 0 when timed)."""
         if self.rate is not None and self.duration_s is not None:
             return max(1, int(self.rate * self.duration_s))
+        if self.duration_s is not None:
+            return 0
         return self.requests
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """'20s', '500ms', '2m', '1h' or a bare number of seconds → seconds. Raises ``UsageError``."""
+    raw = text.strip().lower()
+    number, unit = raw, "s"
+    for suffix in ("ms", "s", "m", "h"):
+        if raw.endswith(suffix):
+            number, unit = raw[: -len(suffix)], suffix
+            break
+    try:
+        seconds = float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        raise UsageError(f"cannot read the duration {text!r} (e.g. 20s, 500ms, 2m)") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise UsageError(f"a duration must be positive (got {text!r})")
+    return seconds
 
 
 def _problem(spec: LoadSpec) -> str | None:
@@ -65,8 +98,10 @@ def _problem(spec: LoadSpec) -> str | None:
         return f"concurrency must be at least 1 (got {spec.concurrency})"
     if not spec.timeout_s > 0:
         return f"timeout must be positive (got {spec.timeout_s})"
-    if (spec.rate is None) != (spec.duration_s is None):
+    if spec.rate is not None and spec.duration_s is None:
         return "open loop needs both a rate and a duration"
+    if spec.arrival not in ("uniform", "poisson"):
+        return f"arrival must be uniform or poisson (got {spec.arrival!r})"
     if spec.rate is not None and not spec.rate > 0:
         return f"rate must be positive (got {spec.rate})"
     if spec.duration_s is not None and not spec.duration_s > 0:
@@ -79,6 +114,34 @@ def _problem(spec: LoadSpec) -> str | None:
     if spec.cpus is not None and (not spec.cpus or any(c < 0 for c in spec.cpus)):
         return f"cpus must be a non-empty list of CPU numbers (got {spec.cpus})"
     return None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Open loop: the schedule asked for and how well the driver kept it.
+
+    A request leaves late when no connection is free at its due time (all ``concurrency`` are waiting on
+    the server: the corrected latency counts that wait, as it should) or when the driver itself is too
+    slow to send on time (then the driver, not the server, is the bottleneck and the run says little).
+    """
+
+    target_rate: float  # requests per second asked for
+    achieved_rate: float  # requests sent ÷ (last send − first due)
+    arrival: str  # uniform | poisson
+    sent: int
+    late: int  # sent more than LATE_US after due
+    late_no_connection: int  # … of which: every connection was busy at the due time
+    lag_p50_us: int  # send time − due time, over every request
+    lag_p99_us: int
+    lag_max_us: int
+
+    @property
+    def late_by_driver(self) -> int:
+        return self.late - self.late_no_connection
+
+
+# A request sent this much after its due time counts as late: a little over the event loop's timer grain.
+LATE_US = 2_000
 
 
 @dataclass(frozen=True)
@@ -104,10 +167,43 @@ class LoadResult:
     # Open loop only: from the moment each request was actually sent. ``latencies_us`` then counts from
     # the moment it was due (corrected for coordinated omission); the gap between them is queueing.
     latencies_uncorrected_us: tuple[int, ...] = ()
+    # --- Latency where a tool gives no per-request samples (``latencies_us`` is then empty) ---------------
+    # An exact distribution as (µs, count) pairs, no order (wrk, read out of its own histogram).
+    latency_counts_us: tuple[tuple[int, int], ...] = ()
+    # Else the tool's own percentile table, percent → µs (ab -e: 0…100; hey: 10…99 plus fastest/slowest).
+    percentiles_us: dict[float, int] = field(default_factory=dict)
+    latency_mean_us: float | None = None  # the tool's own mean, where the samples are not here
+    latency_resolution_us: int = 1  # what the tool prints: ab 1 (its -e table), hey 100, wrk 1
+    # CPU of the load window alone, measured inside the driver (getrusage around the load), so start-up
+    # and result encoding stay out of ``driver_cpu_pct_of_core``. None where the tool cannot tell (the
+    # external tools: use cpu_user_s/cpu_sys_s, whose start-up is a few ms of a C or Go program).
+    cpu_load_user_s: float | None = None
+    cpu_load_sys_s: float | None = None
+    # Open loop: how well the schedule was kept.
+    schedule: Schedule | None = None
+    # Open loop: when each latency sample completed, ms after the first request was due (same order as
+    # latencies_us); what per-second HdrHistogram log intervals are cut from.
+    timeline_ms: tuple[int, ...] = ()
+    command: tuple[str, ...] = ()  # the external tool's command line, as run
+    # Anything else worth keeping, per driver: its version, wrk's own coordinated-omission-adjusted
+    # percentiles, hey's timeout rounded up to whole seconds, ab's "Length" failures …
+    facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
         return self.connect_errors + self.timeouts + self.other_errors
+
+    @property
+    def cpu_s(self) -> float:
+        """The driver process's whole CPU (wait4)."""
+        return self.cpu_user_s + self.cpu_sys_s
+
+    @property
+    def cpu_load_s(self) -> float:
+        """CPU of the load window where the driver measured it, else the whole process's."""
+        if self.cpu_load_user_s is None or self.cpu_load_sys_s is None:
+            return self.cpu_s
+        return self.cpu_load_user_s + self.cpu_load_sys_s
 
     @property
     def rps(self) -> float:

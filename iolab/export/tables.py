@@ -118,8 +118,8 @@ def facts_table(result: RunResult) -> Table:
         ("limits", _limits_text(lim)),
         ("pinning", f"server on CPU {lim.get('server_cpus')}, load on CPU {lim.get('load_cpus')}"
          if lim.get("server_cpus") else "none"),
-        ("load", f"{load.get('driver')}, {load.get('mode')} loop, -n {load.get('requests')} "
-                 f"-c {load.get('concurrency')}, warm-up {load.get('warmup_requests')}, "
+        ("load", f"{load.get('driver')}, {load.get('mode')} loop, " + _amount_text(load) +
+                 f" -c {load.get('concurrency')}, warm-up {load.get('warmup_requests')}, "
                  f"{'keep-alive' if load.get('keepalive') else 'new connection per request'}, "
                  f"{load.get('rounds')} round(s)"),
         ("stdout", f"{stdout.get('kind')}, {stdout.get('buffering')}-buffered"
@@ -133,6 +133,26 @@ def facts_table(result: RunResult) -> Table:
                     f"kernel {result.machine.get('kernel')}"),
     ]
     return Table("Run facts", ("fact", "value"), tuple(rows), left_columns=2)
+
+
+def _amount_text(load: dict[str, object]) -> str:
+    if load.get("rate"):
+        return f"{load.get('rate')} req/s ({load.get('arrival')}) for {load.get('duration_s')} s,"
+    if load.get("duration_s"):
+        return f"for {load.get('duration_s')} s,"
+    return f"-n {load.get('requests')}"
+
+
+def uncorrected_latency_table(result: RunResult) -> Table | None:
+    """Open loop: latency from each request's actual send, next to the corrected one (wrk2's pair)."""
+    sc = [s for s in result.scenarios if s.latency_uncorrected_hdr]
+    if not sc:
+        return None
+    rows = tuple((label, *(_ms(getattr(s.latency_uncorrected_ms, key)) for s in sc)) for label, key in LATENCY_ROWS)
+    return Table("Response time (ms), uncorrected — from each request's actual send",
+                 ("Percentile", *(s.path for s in sc)), rows,
+                 "open loop: the table above counts from when each request was due (coordinated-omission "
+                 "corrected); the gap between the two is time requests spent waiting to be sent")
 
 
 def _limits_text(lim: dict[str, object]) -> str:
@@ -217,7 +237,9 @@ def stability_table(result: RunResult) -> Table | None:
 def all_tables(result: RunResult) -> list[Table]:
     if not result.scenarios:
         return [facts_table(result)]
-    tables = [latency_table(result), *context_switch_tables(result), per_request_table(result),
+    tables = [latency_table(result)]
+    tables += [t for t in (uncorrected_latency_table(result),) if t is not None]
+    tables += [*context_switch_tables(result), per_request_table(result),
               threads_table(result), noise_table(result)]
     tables += [t for t in (stability_table(result), verdict_table(result)) if t is not None]
     return [*tables, facts_table(result)]

@@ -1,0 +1,146 @@
+"""From any driver's ``LoadResult`` to what a result record holds: percentiles, an HdrHistogram, facts.
+
+Drivers give latency in one of three forms (``base.LoadResult``): per-request samples (builtin), an exact
+histogram (wrk), or the tool's own percentile table (ab, hey). ``latency_summary`` turns each into the
+same ``LatencyMs`` and encoded HdrHistogram. From a percentile table the percentiles the tool gave are
+kept as given; one it did not give (hey has no 66th, ab and hey no 99.9th) is shown as the next higher
+one it gave (an upper bound) and listed in ``filled``; and the histogram, which aggregation across rounds
+merges, is rebuilt from the table (``approximate``: every sample is placed evenly between the two given
+percentiles around it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hdrh.histogram import HdrHistogram
+
+from iolab import latency
+from iolab.drivers.base import LoadResult
+from iolab.results import LATENCY_PERCENTILES, LatencyMs
+
+_FIELDS = ("p50", "p66", "p75", "p80", "p90", "p95", "p98", "p99", "p99_9", "p100")
+_SPREAD = 32  # points an interval of a rebuilt histogram is spread over
+LATE_WARN_PCT = 5.0  # open loop: warn when more than this share of requests left > 2 ms late
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    latency_ms: LatencyMs
+    hdr: str  # encoded HdrHistogram ("" when nothing completed)
+    source: str  # samples | histogram | percentiles | none
+    approximate: bool  # the histogram was rebuilt from a percentile table
+    filled: tuple[str, ...]  # LatencyMs fields the tool did not give (shown as the next higher it gave)
+    resolution_us: int
+
+
+def histogram_of(load: LoadResult) -> tuple[HdrHistogram, str, bool]:
+    """(histogram, source, approximate) of the latencies as recorded (corrected, in an open loop)."""
+    if load.latencies_us:
+        return latency.histogram(load.latencies_us), "samples", False
+    if load.latency_counts_us:
+        return counts_histogram(load.latency_counts_us), "histogram", False
+    if load.percentiles_us and load.completed:
+        return rebuild(load.percentiles_us, load.completed), "percentiles", True
+    return latency.new_histogram(), "none", False
+
+
+def counts_histogram(pairs: tuple[tuple[int, int], ...]) -> HdrHistogram:
+    h = latency.new_histogram()
+    for value, count in pairs:
+        h.record_value(max(latency.LOWEST_US, min(int(value), latency.HIGHEST_US)), int(count))
+    return h
+
+
+def rebuild(percentiles_us: dict[float, int], count: int) -> HdrHistogram:
+    """A histogram of ``count`` samples whose percentiles match the given ones (approximately between)."""
+    h = latency.new_histogram()
+    points = sorted((float(p), max(latency.LOWEST_US, int(v))) for p, v in percentiles_us.items())
+    if points[0][0] > 0:
+        points.insert(0, (0.0, points[0][1]))
+    h.record_value(points[0][1], 1)  # the fastest
+    placed = 1
+    for (_, v0), (p1, v1) in zip(points, points[1:], strict=False):
+        target = count if p1 >= 100.0 else min(count, round(count * p1 / 100.0))
+        share = max(0, target - placed)
+        steps = max(1, min(_SPREAD, share))
+        for i in range(steps):
+            n = share // steps + (1 if i < share % steps else 0)
+            if n > 0:
+                h.record_value(round(v0 + (v1 - v0) * (i + 1) / steps), n)
+        placed += share
+    if placed < count:  # a table that stops short of 100 %: the rest at its last value
+        h.record_value(points[-1][1], count - placed)
+    return h
+
+
+def latency_summary(load: LoadResult) -> LatencySummary:
+    hist, source, approximate = histogram_of(load)
+    ms = latency.latency_ms(hist)
+    filled: list[str] = []
+    if source == "percentiles":  # the tool's own figures where it gave them, exact at its resolution
+        given = sorted(load.percentiles_us.items())
+        values = {}
+        for name, q in zip(_FIELDS, LATENCY_PERCENTILES, strict=True):
+            exact = load.percentiles_us.get(float(q))
+            if exact is None:
+                exact = next((v for p, v in given if p >= q), given[-1][1])
+                filled.append(name)
+            values[name] = round(exact / 1000.0, 3)
+        ms = LatencyMs(**values, mean=ms.mean)
+    if load.latency_mean_us is not None and source != "samples":
+        ms = LatencyMs(**{**ms.__dict__, "mean": round(load.latency_mean_us / 1000.0, 3)})
+    return LatencySummary(ms, latency.encode(hist), source, approximate, tuple(filled),
+                          load.latency_resolution_us)
+
+
+def uncorrected_summary(load: LoadResult) -> LatencySummary | None:
+    """Open loop: latency from each request's actual send (what a closed-loop tool would have shown)."""
+    if not load.latencies_uncorrected_us:
+        return None
+    hist = latency.histogram(load.latencies_uncorrected_us)
+    return LatencySummary(latency.latency_ms(hist), latency.encode(hist), "samples", False, (), 1)
+
+
+def behind_schedule(load: LoadResult) -> str | None:
+    """The warning text when an open-loop driver did not keep its schedule, else None."""
+    s = load.schedule
+    if s is None or s.sent == 0:
+        return None
+    short = s.achieved_rate < 0.95 * s.target_rate
+    late_pct = 100.0 * s.late / s.sent
+    # A few late sends are timer and scheduler noise on a busy machine; 5 % is a pattern.
+    if not short and late_pct <= LATE_WARN_PCT:
+        return None
+    cause = (f"{s.late_no_connection} of them because all connections were busy (the server's queue: the "
+             "corrected latency includes it; raise -c if the server could go faster)"
+             if s.late_no_connection else "")
+    by_driver = s.late_by_driver
+    if by_driver:
+        cause += ("; " if cause else "") + (
+            f"{by_driver} because the driver itself could not send on time (its own CPU or timers: "
+            "lower --rate, or give the driver a core of its own)")
+    return (f"the load driver fell behind its schedule: {s.achieved_rate:,.0f} req/s sent of "
+            f"{s.target_rate:,.0f} asked; {s.late:,} of {s.sent:,} requests ({late_pct:.1f} %) left more "
+            f"than 2 ms after they were due (worst {s.lag_max_us / 1000:,.1f} ms){': ' + cause if cause else ''}.")
+
+
+def load_facts(load: LoadResult) -> dict[str, object]:
+    """What a round's record should say about how the load was applied (driver, mode, rates, precision)."""
+    _, summary_source, approximate = histogram_of(load)
+    facts: dict[str, object] = {
+        "driver": load.driver,
+        "command": list(load.command),
+        "latency_source": summary_source,
+        "latency_approximate": approximate,
+        "latency_resolution_us": load.latency_resolution_us,
+        "driver_cpu_load_s": round(load.cpu_load_s, 4),
+        "driver_cpu_total_s": round(load.cpu_s, 4),
+        **load.facts,
+    }
+    if load.schedule is not None:
+        s = load.schedule
+        facts.update(mode="open", target_rate=s.target_rate, achieved_rate=s.achieved_rate,
+                     arrival=s.arrival, late_requests=s.late, late_no_connection=s.late_no_connection,
+                     send_lag_p99_us=s.lag_p99_us, send_lag_max_us=s.lag_max_us)
+    return facts

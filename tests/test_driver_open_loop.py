@@ -1,0 +1,161 @@
+"""The builtin driver's open loop against a server that stalls, its timed closed loop, and the HDR log.
+
+A closed loop (or an open loop measured from each send) hides a stall: while the server sleeps, the
+client sends nothing, so only the request that hit the stall looks slow. Counted from when each request
+was due, every request that fell due during the stall carries its share of it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from iolab import hdrlog
+from iolab.drivers.base import LoadSpec
+from iolab.drivers.builtin import run_load
+from iolab.drivers.summary import behind_schedule, latency_summary, load_facts, uncorrected_summary
+from tests.test_driver_builtin import _wait_for_port
+
+# /stall/N: every Nth request to it blocks the whole server (the event loop) for 200 ms.
+APP = """
+import time
+
+counts = {}
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    counts[path] = counts.get(path, 0) + 1
+    if path.startswith("/stall/") and counts[path] % int(path.rsplit("/", 1)[1]) == 0:
+        time.sleep(0.2)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+"""
+
+
+@pytest.fixture(scope="module")
+def stalling(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("stall_app")
+    (tmp / "stall_app.py").write_text(APP)
+    log_path = tmp / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "stall_app:app", "--app-dir", str(tmp), "--host", "127.0.0.1",
+             "--port", "0", "--no-access-log"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield f"http://127.0.0.1:{_wait_for_port(log_path, proc)}"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def open_loop(url: str, **kw: object) -> LoadSpec:
+    base: dict[str, object] = {"url": url, "rate": 250.0, "duration_s": 2.0, "concurrency": 1, "keepalive": True}
+    base.update(kw)
+    return LoadSpec(**base)  # type: ignore[arg-type]
+
+
+def test_a_rare_stall_shows_in_the_corrected_p99_only(stalling: str) -> None:
+    # One request in 200 (0.5 %) stalls the server 200 ms: too rare to reach anyone's p99 by itself.
+    r = run_load(open_loop(f"{stalling}/stall/200"))
+    corrected, uncorrected = latency_summary(r), uncorrected_summary(r)
+    assert uncorrected is not None
+    assert r.completed == r.requests == 500 and r.failed == 0
+    # Counted from the due time, the ~50 requests that fell due during each stall waited for it.
+    assert corrected.latency_ms.p99 > 100.0
+    assert uncorrected.latency_ms.p99 < 50.0
+    assert corrected.latency_ms.p99 > 3 * uncorrected.latency_ms.p99
+    assert all(c >= u for c, u in zip(r.latencies_us, r.latencies_uncorrected_us, strict=True))
+
+
+def test_a_stall_every_50th_request(stalling: str) -> None:
+    # The issue's example: 2 % of requests stall, so even counted from the send p99 is the stall itself;
+    # the difference is in how many requests it reaches: counted from the due time, a quarter or more.
+    r = run_load(open_loop(f"{stalling}/stall/50", rate=100.0))
+    corrected, uncorrected = latency_summary(r), uncorrected_summary(r)
+    assert uncorrected is not None
+    assert uncorrected.latency_ms.p99 >= 150.0  # the stalled requests themselves
+    assert uncorrected.latency_ms.p90 < 20.0
+    assert corrected.latency_ms.p75 > 20.0 and corrected.latency_ms.p90 > 5 * uncorrected.latency_ms.p90
+    # With one connection every request due during a stall leaves late, and the driver says so.
+    assert r.schedule is not None and r.schedule.late_no_connection > 0
+    warning = behind_schedule(r)
+    assert warning is not None and "all connections were busy" in warning
+    facts = load_facts(r)
+    assert facts["mode"] == "open" and facts["target_rate"] == 100.0
+
+
+def test_enough_connections_keep_the_schedule(stalling: str) -> None:
+    r = run_load(open_loop(f"{stalling}/ok", rate=200.0, duration_s=1.0, concurrency=8, arrival="poisson"))
+    assert r.ok_2xx == r.requests == 200
+    assert r.schedule is not None and r.schedule.arrival == "poisson"
+    assert r.schedule.achieved_rate > 100  # Poisson gaps: about the rate, never exactly
+    assert r.cpu_load_user_s is not None and r.cpu_load_s <= r.cpu_s  # the load window alone
+    assert r.schedule.late_no_connection <= r.schedule.late < r.schedule.sent / 2
+
+
+def test_the_warning_says_who_fell_behind() -> None:
+    from dataclasses import replace
+
+    from iolab.drivers.base import LoadResult, Schedule
+
+    kept = Schedule(target_rate=1000, achieved_rate=999, arrival="uniform", sent=10_000, late=30,
+                    late_no_connection=0, lag_p50_us=50, lag_p99_us=900, lag_max_us=2500)
+    load = LoadResult(driver="builtin", requests=10_000, completed=10_000, ok_2xx=10_000, non_2xx=0,
+                      connect_errors=0, timeouts=0, other_errors=0, status_counts={200: 10_000}, duration_s=10,
+                      latencies_us=(), bytes_received=0, cpu_user_s=1, cpu_sys_s=1, errors_sample=(), schedule=kept)
+    assert behind_schedule(load) is None  # 0.3 % late: timer noise
+    slow = replace(kept, achieved_rate=700, late=3000, late_no_connection=1000)
+    warning = behind_schedule(replace(load, schedule=slow))
+    assert warning is not None and "700 req/s sent of 1,000" in warning
+    assert "1000 of them because all connections were busy" in warning
+    assert "2000 because the driver itself could not send on time" in warning
+
+
+def test_poisson_schedules_repeat_with_the_seed() -> None:
+    from iolab.drivers.builtin_child import _Load
+
+    def dues(seed: int) -> list[int]:
+        load = _Load(LoadSpec(url="http://x/", rate=100.0, duration_s=1.0, arrival="poisson", seed=seed),
+                     "x", 80, b"")
+        return [load.due(i) for i in range(20)]
+
+    assert dues(1) == dues(1) != dues(2)
+    gaps = [b - a for a, b in zip(dues(3), dues(3)[1:], strict=False)]
+    assert len(set(gaps)) > 10  # not a fixed interval
+
+
+def test_a_timed_closed_loop(stalling: str) -> None:
+    seen: list[tuple[int, int]] = []
+    r = run_load(LoadSpec(url=f"{stalling}/ok", duration_s=0.5, concurrency=4, keepalive=True),
+                 progress=lambda d, t: seen.append((d, t)))
+    assert r.ok_2xx == r.requests > 0 and r.failed == 0
+    assert 0.4 < r.duration_s < 1.5
+    assert seen[-1] == (500, 500)  # milliseconds: a timed run cannot count requests in advance
+    assert r.schedule is None and r.latencies_uncorrected_us == ()
+
+
+def test_the_hdr_log_round_trips(stalling: str, tmp_path: Path) -> None:
+    r = run_load(open_loop(f"{stalling}/stall/200", duration_s=1.5))
+    path = tmp_path / "run.hlog"
+    hdrlog.write_log(path, [hdrlog.Entry(hdrlog.tag_for("stall", "r1"), 1_700_000_000.0, r)])
+    back = hdrlog.read_log(path)
+    tags = {h.get_tag() for h in back}
+    assert tags == {"stall.r1", "stall.r1.uncorrected"}
+    assert len(back) == 2 * 2  # one interval per second of the run (1.5 s → 2), for each tag
+    corrected = hdrlog.merged(back, "stall.r1")
+    assert corrected.get_total_count() == r.completed
+    assert corrected.get_max_value() == pytest.approx(max(r.latencies_us), rel=1e-3)
+    assert back[0].get_start_time_stamp() == pytest.approx(1_700_000_000_000, abs=1)
+    text = path.read_text()
+    assert text.startswith("#[Histogram log format version") and "#[StartTime: 1700000000.000" in text
