@@ -10,7 +10,9 @@ import pytest
 from iolab.errors import UsageError
 from iolab.sinks import make_sink, parse_rate, python_buffering
 
-WRITER = "import sys\nfor i in range(500):\n    print('line', i)\nprint('to stderr', file=sys.stderr)\n"
+# Flushes stdout before the stderr line so the order is the same with and without PYTHONUNBUFFERED.
+WRITER = ("import sys\nfor i in range(500):\n    print('line', i)\nsys.stdout.flush()\n"
+          "print('to stderr', file=sys.stderr)\n")
 EXPECTED_LINES = 501
 
 
