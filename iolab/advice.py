@@ -46,6 +46,8 @@ def buffering_warnings(kind: str, buffering: str) -> list[Warning]:
     return out
 
 
+# p50 varying this much (CV %) over rounds while the mean varies under half of it: a bimodal distribution.
+UNSTABLE_P50_CV_PCT = 20.0
 # The modified z-score needs a handful of rounds: with 3, two close values make the third an "outlier".
 MIN_ROUNDS_FOR_OUTLIERS = 5
 
@@ -85,6 +87,13 @@ _HINTS: dict[str, tuple[str, str]] = {
         "{where} stand out from the other rounds in req/s (modified z-score > 3.5).",
         "Rerun with more --rounds on a quiet machine.",
     ),
+    "unstable-p50": (
+        "p50 latency moved a lot from round to round while the mean stayed steady (coefficient of variation "
+        "of {where}): under "
+        "a CPU quota the latency distribution has two modes (served inside the quota, or after waiting out "
+        "a throttled period) and the median can land in either.",
+        "Read the mean, req/s and the per-request costs for verdicts, or raise --rounds.",
+    ),
     "few-samples": (
         f"the per-second tables have fewer than {MIN_SAMPLES_P99} samples in {{where}}, so their P99 is "
         "close to their Max.",
@@ -108,6 +117,9 @@ def scenario_warnings(scenarios: Mapping[str, ScenarioResult], cpus_limit: float
     for s in scenarios.values():
         for kind, rounds in _findings(s, cpus_limit).items():
             label = s.path if rounds is None else f"{s.path} (round {_rounds(rounds)})"
+            if kind == "unstable-p50":
+                label = f"{s.path}: p50 {s.stability_cv_pct.get('p50_ms', 0.0):.0f} %, mean " \
+                        f"{s.stability_cv_pct.get('mean_ms', 0.0):.0f} %"
             where.setdefault(kind, []).append(label)
     for kind, (what, todo) in _HINTS.items():
         if kind in where:
@@ -137,6 +149,9 @@ def _findings(s: ScenarioResult, cpus_limit: float | None) -> dict[str, list[int
         flagged = [ok[i].round for i in outliers([r.rps for r in ok])]
         if flagged:
             found["disturbed-round"] = flagged
+    cv = s.stability_cv_pct
+    if cv.get("p50_ms", 0.0) > UNSTABLE_P50_CV_PCT and cv.get("mean_ms", 100.0) < UNSTABLE_P50_CV_PCT / 2:
+        found["unstable-p50"] = None
     if s.rounds and 0 < s.cswch_per_s.count < MIN_SAMPLES_P99:
         found["few-samples"] = None
     if 0 < s.requests < MIN_REQUESTS_P99_9:

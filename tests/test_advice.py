@@ -55,3 +55,12 @@ def test_buffering_warnings_end_with_a_fix() -> None:
     ws = advice.buffering_warnings("tty", "unbuffered")
     assert {w.kind for w in ws} == {"stdout-unbuffered", "stdout-tty"}
     assert advice.buffering_warnings("pipe", "block") == []
+
+
+def test_unstable_p50_under_a_quota() -> None:
+    rounds = [_round(i, latency_ms=LatencyMs(p50=p50, mean=50.0 + i)) for i, p50 in enumerate((45.0, 27.0, 75.0), 1)]
+    s = aggregate("x", "/x", "", rounds)
+    ws = [w for w in advice.scenario_warnings({"x": s}, 0.5) if w.kind == "unstable-p50"]
+    assert len(ws) == 1 and "/x: p50" in ws[0].message
+    steady = [_round(i, latency_ms=LatencyMs(p50=50.0 + i, mean=50.0 + i)) for i in (1, 2, 3)]
+    assert "unstable-p50" not in _kinds(steady)

@@ -185,7 +185,7 @@ def noise_table(result: RunResult) -> Table:
 
 
 VERDICT_METRICS: tuple[tuple[str, str], ...] = (
-    ("p50_ms", "p50"), ("p99_ms", "p99"), ("rps", "req/s"), ("rps_per_server_cpu_s", "req/CPU-s"),
+    ("p50_ms", "p50"), ("p99_ms", "p99"), ("mean_ms", "mean"), ("rps", "req/s"), ("rps_per_server_cpu_s", "req/CPU-s"),
     ("cpu_ms_per_request", "CPU/req"), ("write_syscalls_per_request", "writes/req"),
     ("voluntary_ctx_switches_per_request", "vol.sw/req"),
 )
