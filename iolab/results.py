@@ -17,6 +17,7 @@ import os
 import tempfile
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
@@ -261,23 +262,68 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def dumps(result: RunResult) -> str:
-    return json.dumps(to_dict(result), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+def dump_document(record: Any) -> str:
+    """Any record as the JSON text iolab writes (no NaN or infinity: they are not JSON)."""
+    return json.dumps(to_dict(record), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def save(result: RunResult, path: str | os.PathLike[str]) -> Path:
+def save_document(record: Any, path: str | os.PathLike[str]) -> Path:
     """Write atomically (temp file + rename) so a crash mid-write never leaves half a document."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".iolab-", suffix=".json", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dumps(result))
+            fh.write(dump_document(record))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def read_document(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """(text, source name) of a results file, with every way of failing mapped to ResultsFileError."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8"), str(p)
+    except FileNotFoundError:
+        raise ResultsFileError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsFileError(f"{p}: cannot read ({exc})") from None
+
+
+def parse_document(text: str, source: str, cls: type[T], schema_name: str, schema_version: int,
+                   upgrade: Callable[[dict[str, Any], int], dict[str, Any]] | None = None) -> T:
+    """Parse, check the schema (a newer version is refused with a hint), upgrade, rebuild the record."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsFileError(f"{source} is not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(doc, dict):
+        raise ResultsFileError(f"{source} is not an iolab results file (top level is not an object)")
+    name, version = parse_schema(doc.get("schema"))
+    if name != schema_name:
+        raise ResultsFileError(f"{source} has schema {doc.get('schema')!r}, expected {schema_name}/N")
+    if version > schema_version:
+        raise ResultsFileError(
+            f"{source} was written by a newer iolab (schema {name}/{version}; this one reads up to "
+            f"{schema_name}/{schema_version}): upgrade iolab"
+        )
+    if upgrade is not None:
+        doc = upgrade(doc, version)
+    try:
+        return from_dict(cls, doc)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ResultsFileError(f"{source} is damaged: {exc}") from None
+
+
+def dumps(result: RunResult) -> str:
+    return dump_document(result)
+
+
+def save(result: RunResult, path: str | os.PathLike[str]) -> Path:
+    return save_document(result, path)
 
 
 def _build(tp: Any, data: Any) -> Any:
@@ -331,33 +377,8 @@ def _upgrade(doc: dict[str, Any], version: int) -> dict[str, Any]:
 
 
 def loads(text: str, source: str = "<string>") -> RunResult:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResultsFileError(f"{source} is not JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(doc, dict):
-        raise ResultsFileError(f"{source} is not an iolab results file (top level is not an object)")
-    name, version = parse_schema(doc.get("schema"))
-    if name != SCHEMA_NAME:
-        raise ResultsFileError(f"{source} has schema {doc.get('schema')!r}, expected {SCHEMA_NAME}/N")
-    if version > SCHEMA_VERSION:
-        raise ResultsFileError(
-            f"{source} was written by a newer iolab (schema {name}/{version}; this one reads up to "
-            f"{SCHEMA}): upgrade iolab"
-        )
-    doc = _upgrade(doc, version)
-    try:
-        return from_dict(RunResult, doc)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ResultsFileError(f"{source} is damaged: {exc}") from None
+    return parse_document(text, source, RunResult, SCHEMA_NAME, SCHEMA_VERSION, _upgrade)
 
 
 def load(path: str | os.PathLike[str]) -> RunResult:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ResultsFileError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultsFileError(f"{p}: cannot read ({exc})") from None
-    return loads(text, str(p))
+    return loads(*read_document(path))

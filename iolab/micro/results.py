@@ -11,17 +11,19 @@ old version would misread the new one):
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from iolab.errors import ResultsFileError
-from iolab.results import from_dict, parse_schema, to_dict
+from iolab.results import (
+    dump_document,
+    parse_document,
+    read_document,
+    save_document,
+)
 
 SCHEMA_NAME = "iolab.micro"
 SCHEMA_VERSION = 1
@@ -236,51 +238,16 @@ class MicroResult:
 
 
 def dumps(result: MicroResult) -> str:
-    return json.dumps(to_dict(result), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    return dump_document(result)
 
 
 def save(result: MicroResult, path: str | os.PathLike[str]) -> Path:
-    """Write atomically (temp file + rename) so a crash mid-write never leaves half a document."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".iolab-micro-", suffix=".json", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dumps(result))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return save_document(result, path)
 
 
 def loads(text: str, source: str = "<string>") -> MicroResult:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResultsFileError(f"{source} is not JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(doc, dict):
-        raise ResultsFileError(f"{source} is not an iolab micro results file (top level is not an object)")
-    name, version = parse_schema(doc.get("schema"))
-    if name != SCHEMA_NAME:
-        raise ResultsFileError(f"{source} has schema {doc.get('schema')!r}, expected {SCHEMA_NAME}/N")
-    if version > SCHEMA_VERSION:
-        raise ResultsFileError(
-            f"{source} was written by a newer iolab (schema {name}/{version}; this one reads up to "
-            f"{SCHEMA}): upgrade iolab"
-        )
-    try:
-        return from_dict(MicroResult, doc)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ResultsFileError(f"{source} is damaged: {exc}") from None
+    return parse_document(text, source, MicroResult, SCHEMA_NAME, SCHEMA_VERSION)
 
 
 def load(path: str | os.PathLike[str]) -> MicroResult:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ResultsFileError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultsFileError(f"{p}: cannot read ({exc})") from None
-    return loads(text, str(p))
+    return loads(*read_document(path))

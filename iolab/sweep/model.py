@@ -9,15 +9,18 @@ Schema history: ``iolab.sweep/1`` (0.1.0): first version.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iolab.errors import ResultsFileError
-from iolab.results import Comparison, from_dict, parse_schema, to_dict
+from iolab.results import (
+    Comparison,
+    dump_document,
+    parse_document,
+    read_document,
+    save_document,
+)
 
 SCHEMA_NAME = "iolab.sweep"
 SCHEMA_VERSION = 1
@@ -86,47 +89,16 @@ class SweepResult:
 
 
 def dumps(result: SweepResult) -> str:
-    return json.dumps(to_dict(result), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    return dump_document(result)
 
 
 def save(result: SweepResult, path: str | os.PathLike[str]) -> Path:
-    """Atomic write (temp file + rename), as iolab.results.save."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".iolab-sweep-", suffix=".json", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dumps(result))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return save_document(result, path)
 
 
 def loads(text: str, source: str = "<string>") -> SweepResult:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResultsFileError(f"{source} is not JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(doc, dict):
-        raise ResultsFileError(f"{source} is not an iolab sweep file (top level is not an object)")
-    name, version = parse_schema(doc.get("schema"))
-    if name != SCHEMA_NAME:
-        raise ResultsFileError(f"{source} has schema {doc.get('schema')!r}, expected {SCHEMA_NAME}/N")
-    if version > SCHEMA_VERSION:
-        raise ResultsFileError(f"{source} was written by a newer iolab ({name}/{version}): upgrade iolab")
-    try:
-        return from_dict(SweepResult, doc)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ResultsFileError(f"{source} is damaged: {exc}") from None
+    return parse_document(text, source, SweepResult, SCHEMA_NAME, SCHEMA_VERSION)
 
 
 def load(path: str | os.PathLike[str]) -> SweepResult:
-    p = Path(path)
-    try:
-        return loads(p.read_text(encoding="utf-8"), str(p))
-    except FileNotFoundError:
-        raise ResultsFileError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultsFileError(f"{p}: cannot read ({exc})") from None
+    return loads(*read_document(path))
