@@ -161,20 +161,11 @@ class TtySink(_DrainedSink):
         super().__init__(master, slave)
 
 
-class FileSink(Sink):
-    kind = "file"
+class _FdSink(Sink):
+    """The child writes straight into a descriptor we opened (a file, /dev/null): nothing to drain."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, fd: int) -> None:
         super().__init__()
-        if path is None:
-            fd, name = tempfile.mkstemp(prefix="iolab-stdout-", suffix=".log")
-            self.path = Path(name)
-            self._temporary = True
-        else:
-            self.path = path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-            self._temporary = False
         self._fd: int | None = fd
 
     def child_fd(self) -> int:
@@ -185,6 +176,22 @@ class FileSink(Sink):
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class FileSink(_FdSink):
+    kind = "file"
+
+    def __init__(self, path: Path | None = None) -> None:
+        if path is None:
+            fd, name = tempfile.mkstemp(prefix="iolab-stdout-", suffix=".log")
+            self.path = Path(name)
+            self._temporary = True
+        else:
+            self.path = path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+            self._temporary = False
+        super().__init__(fd)
 
     def close(self) -> SinkCounts:
         if self._closed:
@@ -199,23 +206,13 @@ class FileSink(Sink):
         return self.counts()
 
 
-class NullSink(Sink):
+class NullSink(_FdSink):
     """/dev/null: nothing can be counted; bytes come from the probe's wchar instead."""
 
     kind = "null"
 
     def __init__(self) -> None:
-        super().__init__()
-        self._fd: int | None = os.open(os.devnull, os.O_WRONLY)
-
-    def child_fd(self) -> int:
-        assert self._fd is not None
-        return self._fd
-
-    def after_spawn(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        super().__init__(os.open(os.devnull, os.O_WRONLY))
 
     def close(self) -> SinkCounts:
         self.after_spawn()
