@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from iolab import __version__
+from iolab.cli_options import limit_options
 from iolab.errors import EXIT_INTERRUPTED, IolabError
 
 
@@ -112,11 +113,7 @@ def _default_output() -> Path:
               help="Rounds; each runs every scenario once, in rotated order (verdicts need ≥ 2).")
 @click.option("--compare", "compare", multiple=True, metavar="A:B",
               help="A pair of scenarios to compare (repeatable; default: the demo's controls and seed pairs).")
-@click.option("--cpus", default="0.5", show_default=True, help="CPU limit for the server (0 = none).")
-@click.option("--memory", default="256M", show_default=True, help="Memory limit for the server (0 = none).")
-@click.option("--pin/--no-pin", default=True, show_default=True,
-              help="Pin the server and the load driver to different cores.")
-@click.option("--require-limits", is_flag=True, help="Fail instead of running without the limits.")
+@limit_options
 @click.option("--unbuffered", is_flag=True,
               help="Run the server with PYTHONUNBUFFERED=1 (default: removed, Python's block buffering).")
 @click.option("--stdout", "stdout_kind", default="pipe", show_default=True,

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from iolab.cli_options import limits_request
 from iolab.config import DEMO_APP, RunConfig, ScenarioSpec
 from iolab.demo.scenarios import select, skipped
 from iolab.drivers import validate
@@ -17,7 +18,6 @@ from iolab.drivers.base import LoadSpec, parse_duration
 from iolab.errors import UsageError
 from iolab.experiment import Experiment
 from iolab.export import markdown, terminal
-from iolab.limits import LimitsRequest, parse_cpus, parse_memory
 from iolab.results import RoundRecord, RunResult
 from iolab.sinks import parse_rate
 from iolab.targets import AppTarget, CommandTarget, RunningTarget, Target, check_pid, check_url
@@ -96,15 +96,6 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
     target, scenarios = _target(kw)
     if len({s.name for s in scenarios}) != len(scenarios):
         raise UsageError("two scenarios have the same name; name them: --path orders=/orders")
-    try:
-        cpus = parse_cpus(str(kw["cpus"]))
-    except ValueError:
-        raise UsageError(f"cannot read --cpus {kw['cpus']!r} (e.g. 0.5, 2, or 0 for none)") from None
-    mem_text = str(kw["memory"]).strip()
-    try:
-        memory = None if mem_text in ("0", "none", "") else parse_memory(mem_text)
-    except ValueError:
-        raise UsageError(f"cannot read --memory {kw['memory']!r} (e.g. 256M, 1G, or 0 for none)") from None
     body = b""
     if kw.get("body"):
         try:
@@ -141,7 +132,7 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         timeout_s=kw["timeout_s"],
         interval_s=kw["interval_s"],
         rounds=kw["rounds"],
-        limits=LimitsRequest(cpus=cpus, memory_bytes=memory, pin=kw["pin"], require=kw["require_limits"]),
+        limits=limits_request(kw),
         stdout=kw["stdout_kind"],
         sink_rate_bytes_per_s=parse_rate(kw["sink_rate"]),
         unbuffered=kw["unbuffered"],

@@ -14,9 +14,9 @@ from typing import Any
 import click
 from rich.console import Console
 
+from iolab.cli_options import limit_options, limits_request
 from iolab.demo.scenarios import select
 from iolab.errors import UsageError
-from iolab.limits import LimitsRequest, parse_cpus, parse_memory
 from iolab.results import RoundRecord
 
 DEFAULT_STRATEGIES = "sync-handler,async-blocking-log,queue-async"
@@ -50,19 +50,6 @@ def _auto_int(text: str, option: str) -> int | None:
     if value < 1 and option != "--warmup" or value < 0:
         raise UsageError(f"{option} {text!r} is too small")
     return value
-
-
-def _limits(kw: dict[str, Any]) -> LimitsRequest:
-    try:
-        cpus = parse_cpus(str(kw["cpus"]))
-    except ValueError:
-        raise UsageError(f"cannot read --cpus {kw['cpus']!r} (e.g. 0.5, 2, or 0 for none)") from None
-    text = str(kw["memory"]).strip()
-    try:
-        memory = None if text in ("0", "none", "") else parse_memory(text)
-    except ValueError:
-        raise UsageError(f"cannot read --memory {kw['memory']!r} (e.g. 256M, 1G, or 0 for none)") from None
-    return LimitsRequest(cpus=cpus, memory_bytes=memory, pin=kw["pin"], require=kw["require_limits"])
 
 
 class LineReporter:
@@ -115,11 +102,7 @@ class LineReporter:
               help="Warm-up requests per server (auto: a tenth of -n, at least 20).")
 @click.option("--interval", "interval_s", default=0.25, show_default=True, type=click.FloatRange(min=0.05),
               help="Seconds between /proc samples.")
-@click.option("--cpus", default="0.5", show_default=True, help="CPU limit for the server (0 = none).")
-@click.option("--memory", default="256M", show_default=True, help="Memory limit for the server (0 = none).")
-@click.option("--pin/--no-pin", default=True, show_default=True,
-              help="Pin the server and the load driver to different cores.")
-@click.option("--require-limits", is_flag=True, help="Fail instead of running without the limits.")
+@limit_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Sweep document (JSON, iolab.sweep/1); cell runs go in a directory of the same name. "
                    "Default: iolab-results/sweep-<timestamp>.json")
@@ -154,7 +137,7 @@ def sweep_command(**kw: Any) -> None:
         sink_latency_ms=tuple(float(x) for x in _numbers(kw["sink_latency"], "--sink-latency", float)),
         output=output, metric=kw["metric"], requests=_auto_int(kw["requests"], "-n"),
         warmup=_auto_int(kw["warmup"], "--warmup"), seconds_per_round=kw["seconds"],
-        concurrency=kw["concurrency"], rounds=kw["rounds"], interval_s=kw["interval_s"], limits=_limits(kw),
+        concurrency=kw["concurrency"], rounds=kw["rounds"], interval_s=kw["interval_s"], limits=limits_request(kw),
     )
     err = Console(stderr=True, width=200)
     cells = len(spec.work_us) * len(spec.sink_latency_ms)

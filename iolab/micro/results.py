@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from iolab.results import (
+    Warning,
     dump_document,
     parse_document,
     read_document,
@@ -205,14 +206,6 @@ class MicroConfig:
 
 
 @dataclass(frozen=True)
-class Notice:
-    """Something the reader must know; ``message`` ends with what to do about it."""
-
-    kind: str
-    message: str
-
-
-@dataclass(frozen=True)
 class MicroResult:
     schema: str
     created: str
@@ -225,7 +218,7 @@ class MicroResult:
     prints: PrintCount | None = None
     count_run: RunRecord | None = None
     explanation: tuple[str, ...] = ()
-    warnings: tuple[Notice, ...] = field(default_factory=tuple)
+    warnings: tuple[Warning, ...] = field(default_factory=tuple)
     # complete | failed (--keep-going, some runs failed) | stopped (the first failure ended it) |
     # interrupted (Ctrl-C or SIGTERM; the runs so far are kept)
     status: Literal["complete", "failed", "stopped", "interrupted"] = "complete"

@@ -26,7 +26,6 @@ from iolab.micro.results import (
     Derived,
     MicroConfig,
     MicroResult,
-    Notice,
     PrintCount,
     RunRecord,
     SettingResult,
@@ -45,6 +44,7 @@ from iolab.micro.target import (
     python_env,
     resolve_target,
 )
+from iolab.results import Warning
 
 STDERR_TAIL_BYTES = 4096
 STDERR_TAIL_LINES = 12
@@ -180,7 +180,7 @@ def measure(opts: MicroOptions, progress: Progress | None = None) -> MicroResult
     notices = _notices(target, parent_env, executor, loop, info)
     busy = load_warning(load["other_load_cpus"], load["steal_cpus"], len(os.sched_getaffinity(0)))
     if busy is not None:
-        notices = (*notices, Notice("machine-load", busy))
+        notices = (*notices, Warning("machine-load", busy))
     failed = any(r.status != "ok" for r in loop.every_run())
     return MicroResult(
         schema=SCHEMA, created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -282,31 +282,31 @@ class _Loop:
 
 
 def _notices(target: Target, parent_env: Mapping[str, str], ex: Executor, loop: _Loop,
-             before: TargetInfo) -> tuple[Notice, ...]:
-    out: list[Notice] = []
+             before: TargetInfo) -> tuple[Warning, ...]:
+    out: list[Warning] = []
     if UNBUFFERED_VAR in parent_env:
-        out.append(Notice("environment", f"iolab's own environment sets {UNBUFFERED_VAR}="
+        out.append(Warning("environment", f"iolab's own environment sets {UNBUFFERED_VAR}="
                           f"{parent_env[UNBUFFERED_VAR]}; it was removed for every setting but the "
                           "unbuffered ones (each setting records its PYTHON* variables). Nothing to do "
                           "unless every run was meant to be unbuffered."))
     if ex.spawner.method == "direct":
-        out.append(Notice("rss", "util-linux setsid was not found, so programs were spawned from iolab and "
+        out.append(Warning("rss", "util-linux setsid was not found, so programs were spawned from iolab and "
                           "their peak RSS includes iolab's own memory (the kernel counts the parent's at "
                           "exec); install util-linux for a true peak RSS."))
     every = [r for rs in loop.runs.values() for r in rs]
     if any(r.status == "ok" and r.write_syscalls is None for r in every):
-        out.append(Notice("proc-io", "/proc/PID/io could not be read, so write syscalls and bytes are "
+        out.append(Warning("proc-io", "/proc/PID/io could not be read, so write syscalls and bytes are "
                           "missing; run iolab as the user that owns the program and without a "
                           "restrictive hidepid= mount of /proc."))
     if target.kind == "python" and loop.prints is None and not loop.stopped:
-        out.append(Notice("prints", "the script's print calls could not be counted (it left through "
+        out.append(Warning("prints", "the script's print calls could not be counted (it left through "
                           "os._exit or a signal, so the counting launcher never wrote its figure); "
                           "per-print costs are missing."))
     bad = [r for r in loop.every_run() if r.status != "ok"]
     if bad:
-        out.append(Notice("failures", f"{len(bad)} run(s) failed, first: {bad[0].label()}: {bad[0].error}; "
+        out.append(Warning("failures", f"{len(bad)} run(s) failed, first: {bad[0].label()}: {bad[0].error}; "
                           "failed runs are left out of the figures. Fix the program, or raise --timeout."))
     if target.script is not None and describe(target, None, None).script_sha256 != before.script_sha256:
-        out.append(Notice("script-changed", f"{target.script} changed while it was measured; "
+        out.append(Warning("script-changed", f"{target.script} changed while it was measured; "
                           "re-run on a file that stays put."))
     return tuple(out)
