@@ -229,9 +229,10 @@ def test_open_loop_keeps_both_latencies(server: str) -> None:
 class _RawServer:
     """Answers every connection with fixed bytes, then closes: responses uvicorn would never send."""
 
-    def __init__(self, reply: bytes) -> None:
+    def __init__(self, reply: bytes | tuple[bytes, ...]) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
-        self.reply = reply
+        # A tuple is sent a part at a time, 20 ms apart, so the driver reads it in as many chunks.
+        self.parts = reply if isinstance(reply, tuple) else (reply,)
         self.port = self.sock.getsockname()[1]
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -249,7 +250,10 @@ class _RawServer:
                     if not chunk:
                         break
                     data += chunk
-                conn.sendall(self.reply)
+                for i, part in enumerate(self.parts):
+                    if i:
+                        time.sleep(0.02)
+                    conn.sendall(part)
 
     def close(self) -> None:
         self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone would not
@@ -261,15 +265,22 @@ class _RawServer:
     ("reply", "outcome"),
     [
         (b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body ends when the connection does", "ok"),
-        (b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n", "non_2xx"),
+        # The same, its head in three reads, and a body that only looks like a header.
+        ((b"HTTP/1.0 200 OK\r\nContent-", b"Type: text/plain\r\n", b"\r\nbody\r\nContent-Length: 1\r\n"), "ok"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "other_errors"),  # ends mid-body
+        ((b"HTTP/1.1 200 OK\r\n", b"Server: x\r\n"), "other_errors"),  # ends mid-head
+        (b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", "non_2xx"),
         (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "other_errors"),
         (b"", "connect_errors"),  # accepted, then closed before any byte
     ],
 )
-def test_raw_responses(reply: bytes, outcome: str) -> None:
+@pytest.mark.parametrize("keepalive", [False, True], ids=["new-connection", "keep-alive"])
+def test_raw_responses(reply: bytes | tuple[bytes, ...], outcome: str, keepalive: bool) -> None:
+    # Both of the driver's paths: a coroutine per client, and the keep-alive callbacks (where the server
+    # closing after each response makes every request open a connection again).
     raw = _RawServer(reply)
     try:
-        r = run_load(LoadSpec(url=f"http://127.0.0.1:{raw.port}/", requests=5, concurrency=1))
+        r = run_load(LoadSpec(url=f"http://127.0.0.1:{raw.port}/", requests=5, concurrency=1, keepalive=keepalive))
     finally:
         raw.close()
     counts = {

@@ -123,10 +123,10 @@ def test_the_warning_says_who_fell_behind() -> None:
 
 
 def test_poisson_schedules_repeat_with_the_seed() -> None:
-    from iolab.drivers.builtin_child import _Load
+    from iolab.drivers.builtin_child import Load
 
     def dues(seed: int) -> list[int]:
-        load = _Load(LoadSpec(url="http://x/", rate=100.0, duration_s=1.0, arrival="poisson", seed=seed),
+        load = Load(LoadSpec(url="http://x/", rate=100.0, duration_s=1.0, arrival="poisson", seed=seed),
                      "x", 80, b"")
         return [load.due(i) for i in range(20)]
 
@@ -159,3 +159,58 @@ def test_the_hdr_log_round_trips(stalling: str, tmp_path: Path) -> None:
     assert back[0].get_start_time_stamp() == pytest.approx(1_700_000_000_000, abs=1)
     text = path.read_text()
     assert text.startswith("#[Histogram log format version") and "#[StartTime: 1700000000.000" in text
+
+
+@pytest.mark.parametrize("pacing", ["timerfd", "loop"])
+@pytest.mark.parametrize("keepalive", [True, False], ids=["keep-alive", "new-connection"])
+def test_both_timers_and_both_connection_modes_keep_the_schedule(stalling: str, pacing: str, keepalive: bool) -> None:
+    r = run_load(open_loop(f"{stalling}/ok", rate=400.0, duration_s=0.5, concurrency=4, keepalive=keepalive,
+                           pacing=pacing))
+    assert r.ok_2xx == r.requests == 200 and r.failed == 0
+    assert r.schedule is not None and r.schedule.sent == 200
+    assert r.schedule.timer == ("timerfd" if pacing == "timerfd" else "event loop (1 ms)")
+    assert len(r.latencies_uncorrected_us) == len(r.timeline_ms) == r.completed
+    assert all(c >= u for c, u in zip(r.latencies_us, r.latencies_uncorrected_us, strict=True))
+    assert load_facts(r)["pacing_timer"] == r.schedule.timer
+
+
+def test_an_open_loop_counts_refused_connections() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = run_load(LoadSpec(url=f"http://127.0.0.1:{port}/", rate=200.0, duration_s=0.25, concurrency=2,
+                          keepalive=True))
+    assert r.connect_errors == r.requests == 50 and r.completed == 0
+    assert r.schedule is not None and r.schedule.sent == 50
+
+
+def test_the_precise_timer_never_fires_early() -> None:
+    import asyncio
+    import time
+
+    from iolab.drivers.pacer import PreciseTimer
+
+    async def fire_times(precise: bool) -> tuple[bool, list[tuple[int, int]]]:
+        loop = asyncio.get_running_loop()
+        fired: list[int] = []
+        timer = PreciseTimer(loop, lambda: fired.append(time.perf_counter_ns()), precise=precise)
+        asked = []
+        try:
+            for delay_us in (300, 1500, 50, 2500):
+                at = time.perf_counter_ns() + delay_us * 1000
+                asked.append(at)
+                timer.arm(at + 10_000_000)  # replaced by the next arm: must not fire
+                timer.arm(at)
+                while len(fired) < len(asked):
+                    await asyncio.sleep(0.0005)
+            return timer.precise, list(zip(asked, fired, strict=True))
+        finally:
+            timer.close()
+
+    precise, pairs = asyncio.run(fire_times(True))
+    assert precise  # Linux: a timerfd, through os or ctypes
+    assert all(fired >= asked for asked, fired in pairs)
+    coarse, pairs = asyncio.run(fire_times(False))
+    assert not coarse and len(pairs) == 4  # the loop's own timers: on time to a millisecond, maybe early

@@ -44,6 +44,9 @@ class LoadSpec:
     cpus: tuple[int, ...] | None = None  # pin the driver process to these CPUs
     arrival: str = "uniform"  # open loop: "uniform" (fixed intervals) or "poisson" (exponential gaps)
     seed: int = 0  # open loop, poisson: the same seed gives the same schedule
+    # open loop: "timerfd" (each request sent within µs of its due time) or "loop" (the event loop's 1 ms
+    # timers: requests leave in per-millisecond bursts, as wrk2's do; the benchmark uses it for comparison)
+    pacing: str = "timerfd"
 
     def __post_init__(self) -> None:
         problem = _problem(self)
@@ -100,6 +103,8 @@ def _problem(spec: LoadSpec) -> str | None:
         return f"timeout must be positive (got {spec.timeout_s})"
     if spec.rate is not None and spec.duration_s is None:
         return "open loop needs both a rate and a duration"
+    if spec.pacing not in ("timerfd", "loop"):
+        return f"pacing must be timerfd or loop (got {spec.pacing!r})"
     if spec.arrival not in ("uniform", "poisson"):
         return f"arrival must be uniform or poisson (got {spec.arrival!r})"
     if spec.rate is not None and not spec.rate > 0:
@@ -134,6 +139,7 @@ class Schedule:
     lag_p50_us: int  # send time − due time, over every request
     lag_p99_us: int
     lag_max_us: int
+    timer: str = ""  # what woke the driver at due times: "timerfd" (µs) or "event loop (1 ms)"
 
     @property
     def late_by_driver(self) -> int:

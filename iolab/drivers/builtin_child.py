@@ -2,17 +2,10 @@
 
 The spec comes in as JSON on stdin, the result goes out as JSON on stdout, ``progress <done> <total>``
 lines go to stderr. asyncio (uvloop when importable) and httptools; latency in integer microseconds from
-just before connect (or just before send, on a reused connection) to httptools' message-complete callback,
-every sample kept; "message complete" is timed when the chunk that completes it reached the driver, before
-the parser's Python callbacks run. Failures are counted by kind, never raised.
-
-Two ways to drive, one set of counters:
-
-* Closed loop with keep-alive (what ``wrk`` does, and what a throughput benchmark wants) runs on callbacks
-  alone: the callback that completes a response writes the next request on the same connection. No task,
-  no future, no wake-up per request; that is most of what an asyncio client spends per request.
-* Everything else (a new connection per request, as ``ab`` does; the open loop's schedule) runs one
-  coroutine per client, which reads as the sequence it is: wait until due, connect, send, await.
+just before connect (or just before send, on a reused connection) to the arrival of the bytes that
+complete the response, every sample kept. Failures are counted by kind, never raised. The connections,
+the closed loop and the open loop's schedule are in ``builtin_conns``; this module holds the counters
+they share (``Load``), the timeout sweep, progress, and the process around them.
 """
 
 from __future__ import annotations
@@ -22,35 +15,36 @@ import gc
 import json
 import os
 import random
-import re
 import resource
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
-from typing import Any
-
-import httptools
+from typing import TYPE_CHECKING, Any
 
 from iolab.drivers.base import LATE_US, LoadSpec
+from iolab.drivers.builtin_conns import run_closed, run_open
 from iolab.drivers.request import encode_request, spec_from_json
 from iolab.errors import UsageError
 
+if TYPE_CHECKING:
+    from iolab.drivers.builtin_conns import _Conn
+
 _PROGRESS_INTERVAL_S = 0.1
 _ERRORS_KEPT = 5
-# The event loop's timers count whole milliseconds, so a sleep ends up to ~0.5 ms early or late. Open loop
-# aims this much early: requests then leave at most ~1 ms before they are due and seldom after, and an
-# early one is timed from its send, so the timer's error stays out of the corrected latency.
-_TIMER_LEAD_NS = 500_000
+# How early the open loop's timer is set, before a request is due. A timerfd fires on time, and the send
+# follows the wake-up by ~10–40 µs on the bench machine (epoll's return, the callback): a small lead puts
+# sends on time. The loop's own timers (the fallback) are whole milliseconds: aim 0.5 ms early. Either
+# way a request sent early is timed from its send, so the timer's error stays out of the corrected latency.
+_LEAD_PRECISE_NS = 20_000
+_LEAD_COARSE_NS = 500_000
 _LATE_NS = LATE_US * 1000
-# A response whose length none of these headers gives ends at EOF (HTTP/1.0 style). Looked for in the
-# bytes of the head only when a connection ends mid-message, instead of a Python callback per header.
-_FRAMING = re.compile(rb"\r\n(?:content-length|transfer-encoding)[ \t]*:", re.IGNORECASE)
 
 perf_ns = time.perf_counter_ns
 
 
-class _Load:
+class Load:
     """One run's counters, shared by every connection and client (one thread: no locks)."""
 
     def __init__(self, spec: LoadSpec, host: str, port: int, request: bytes) -> None:
@@ -60,12 +54,12 @@ class _Load:
         self.interval_ns = round(1e9 / spec.rate) if spec.rate else 0
         self.timeout_ns = int(spec.timeout_s * 1e9)
         self.end_ns = 0  # timed closed loop: no request starts after this
-        # Responses are counted once, in latencies_us and status_counts; completed, ok_2xx and non_2xx are
-        # derived from those (properties below), which keeps the per-response path short.
+        # Responses are counted once, in latencies_us and statuses (one entry each, in the same order);
+        # completed, ok_2xx and non_2xx are derived from those, which keeps the per-response path short.
         self.claimed = 0
         self.connect_errors = self.timeouts = self.other_errors = 0
         self.bytes_received = 0
-        self.status_counts: dict[int, int] = {}
+        self.statuses: list[int] = []
         self.latencies_us: list[int] = []
         self.uncorrected_us: list[int] = []
         self.timeline_ms: list[int] = []
@@ -76,9 +70,13 @@ class _Load:
         self.rng = random.Random(spec.seed)
         self.next_due_ns = 0
         self.done: asyncio.Future[None] | None = None
-        self.live = 0  # fast path: connections and connectors still at work
-        self.conns: set[_FastConn] = set()
+        self.live = 0  # closed loop: connections and connectors still at work
+        self.conns: set[_Conn] = set()
         self.cpu_user_s = self.cpu_sys_s = 0.0
+        self.timer = ""  # open loop: what kept the schedule
+        # Closed loop: the last response the parser read whole from one chunk (builtin_conns.ClosedConn).
+        self.same_response: bytes | None = None
+        self.same_status = 0
 
     def more(self, now: int) -> bool:
         """May one more request start now?"""
@@ -94,12 +92,19 @@ class _Load:
             return due
         return self.origin_ns + index * self.interval_ns
 
-    def sent(self, due: int, start: int, claimed_late: bool) -> int:
-        """Open loop: note how late a request left; returns the time its latency counts from."""
+    @staticmethod
+    def lead_ns(precise: bool) -> int:
+        return _LEAD_PRECISE_NS if precise else _LEAD_COARSE_NS
+
+    def sent(self, due: int, start: int, waited: bool) -> int:
+        """Open loop: note how late a request left (``waited``: for a free connection); returns the time
+        its latency counts from."""
         lag = start - due
         self.lags_us.append(lag // 1000)
         self.last_send_ns = start
-        if lag > _LATE_NS and claimed_late:
+        if not self.first_ns:
+            self.first_ns = start
+        if lag > _LATE_NS and waited:
             self.late_no_connection += 1
         return min(due, start)  # sent early (the timer's lead): timed from the send
 
@@ -121,7 +126,7 @@ class _Load:
         self.last_ns = done
         self.bytes_received += received
         self.latencies_us.append(latency_us)
-        self.status_counts[status] = self.status_counts.get(status, 0) + 1
+        self.statuses.append(status)
 
     def schedule(self) -> dict[str, Any] | None:
         if not self.open_loop:
@@ -133,6 +138,7 @@ class _Load:
             "target_rate": self.spec.rate,
             "achieved_rate": round((sent - 1) / span_s, 2) if span_s > 0 else 0.0,
             "arrival": self.spec.arrival,
+            "timer": self.timer,
             "sent": sent,
             "late": sum(1 for lag in lags if lag > LATE_US),
             "late_no_connection": self.late_no_connection,
@@ -142,7 +148,8 @@ class _Load:
         }
 
     def to_json(self) -> dict[str, Any]:
-        ok_2xx = sum(n for status, n in self.status_counts.items() if 200 <= status < 300)
+        status_counts = dict(Counter(self.statuses))
+        ok_2xx = sum(n for status, n in status_counts.items() if 200 <= status < 300)
         return {
             "requests": self.claimed,
             "completed": self.completed,
@@ -151,7 +158,7 @@ class _Load:
             "connect_errors": self.connect_errors,
             "timeouts": self.timeouts,
             "other_errors": self.other_errors,
-            "status_counts": self.status_counts,
+            "status_counts": status_counts,
             "duration_s": max(0, self.last_ns - self.first_ns) / 1e9,
             "latencies_us": self.latencies_us,
             "latencies_uncorrected_us": self.uncorrected_us,
@@ -164,312 +171,35 @@ class _Load:
         }
 
 
-def _eof_delimited(head: bytes) -> bool:
-    return _FRAMING.search(head) is None
-
-
-# ------------------------------------------------------------------ closed loop, keep-alive: callbacks
-
-
-class _FastConn(asyncio.Protocol):
-    """A kept-alive connection that sends its next request from the callback completing the last one."""
-
-    __slots__ = ("load", "parser", "transport", "start", "received", "head", "headers_done", "keep", "status",
-                 "rx_ns")
-
-    def __init__(self, load: _Load) -> None:
-        self.load = load
-        self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.start = self.received = self.status = self.rx_ns = 0  # start: 0 when no request is in flight
-        self.head = b""
-        self.headers_done = False
-        self.keep = True
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.load.conns.add(self)
-
-    def data_received(self, data: bytes) -> None:
-        # When the bytes (the last ones, if this chunk completes the response) reached the driver: taken
-        # before parsing, so the parser's Python callbacks stay out of the latency.
-        self.rx_ns = perf_ns()
-        self.received += len(data)
-        if not self.headers_done:
-            self.head += data  # b"" + data is data itself: no copy on the usual one-chunk response
-        try:
-            self.parser.feed_data(data)  # type: ignore[union-attr]
-        except httptools.HttpParserError as exc:
-            self._fail("other_errors", f"malformed response: {exc}")
-            self.transport.abort()  # type: ignore[union-attr]
-
-    def on_headers_complete(self) -> None:
-        self.headers_done = True
-        parser = self.parser
-        self.status = parser.get_status_code()  # type: ignore[union-attr]
-        # Asked here, as uvicorn does: llhttp clears the message's flags once it is complete.
-        self.keep = parser.should_keep_alive()  # type: ignore[union-attr]
-
-    def on_message_complete(self) -> None:
-        # The hot path of a throughput run: Load.response() and Load.more() written out inline, as every
-        # Python call and attribute lookup here is paid once per request.
-        done = self.rx_ns
-        load = self.load
-        load.latencies_us.append((done - self.start) // 1000)
-        load.last_ns = done
-        load.bytes_received += self.received
-        counts = load.status_counts
-        counts[self.status] = counts.get(self.status, 0) + 1
-        self.start = self.received = 0
-        self.head = b""
-        self.headers_done = False
-        if self.keep and (done < load.end_ns if load.end_ns else load.claimed < load.total):
-            load.claimed += 1
-            self.start = perf_ns()
-            self.transport.write(load.request)  # type: ignore[union-attr]
-        else:
-            self.transport.close()  # type: ignore[union-attr]
-
-    def _fail(self, kind: str, message: str) -> None:
-        if self.start:
-            self.start = 0
-            self.load.error(kind, message)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        load = self.load
-        load.conns.discard(self)
-        if self.start and self.headers_done and exc is None and _eof_delimited(self.head):
-            done = perf_ns()  # a body delimited by the end of the connection: complete
-            load.response(self.status, self.received, done, (done - self.start) // 1000)
-            self.start = 0
-        elif self.received:
-            self._fail("other_errors", f"connection closed mid-response: {exc or 'EOF'}")
-        else:
-            self._fail("connect_errors", f"connection closed before a response: {exc or 'EOF'}")
-        self.parser = None  # break the parser <-> protocol cycle so refcounting frees both at once
-        if load.more(perf_ns()):
-            asyncio.get_running_loop().create_task(_connector(load))
-        else:
-            _slot_done(load)
-
-
-def _slot_done(load: _Load) -> None:
-    load.live -= 1
-    if load.live == 0 and load.done is not None and not load.done.done():
-        load.done.set_result(None)
-
-
-async def _connector(load: _Load) -> None:
-    """Opens a connection and sends its first request; after a failed connect, tries the next request."""
-    loop = asyncio.get_running_loop()
-    while load.more(perf_ns()):
-        load.claimed += 1
-        start = perf_ns()
-        if not load.first_ns:
-            load.first_ns = start
-        try:
-            async with asyncio.timeout(load.spec.timeout_s):
-                transport, conn = await loop.create_connection(lambda: _FastConn(load), load.host, load.port)
-        except TimeoutError:
-            load.error("timeouts", f"no connection within {load.spec.timeout_s:g} s")
-            continue
-        except OSError as exc:
-            load.error("connect_errors", f"connect: {exc.strerror or exc}")
-            continue
-        conn.start = start
-        transport.write(load.request)
-        return  # the connection carries on by callbacks; its connection_lost takes over this slot
-    _slot_done(load)
-
-
-async def _run_fast(load: _Load, slots: int) -> None:
-    load.done = asyncio.get_running_loop().create_future()
-    load.live = slots
-    for _ in range(slots):
-        asyncio.get_running_loop().create_task(_connector(load))
-    await load.done
-
-
-# ---------------------------------------------------------------- everything else: a coroutine a client
-
-
-class _Conn(asyncio.Protocol):
-    """One connection; httptools calls back into it. With keep-alive, a request allocates only its waiter."""
-
-    __slots__ = ("parser", "transport", "waiter", "received", "status", "done_ns", "error", "closed",
-                 "headers_done", "keep", "head", "rx_ns")
-
-    def __init__(self) -> None:
-        self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.closed = False
-        self.reset()
-
-    def reset(self) -> None:
-        self.received = self.status = self.done_ns = self.rx_ns = 0
-        self.error: str | None = None
-        self.headers_done = self.keep = False
-        self.head = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.rx_ns = perf_ns()  # as in _FastConn: the bytes' arrival, before the parser's callbacks
-        self.received += len(data)
-        if not self.headers_done:
-            self.head += data
-        try:
-            self.parser.feed_data(data)  # type: ignore[union-attr]
-        except httptools.HttpParserError as exc:
-            self._finish(f"malformed response: {exc}")
-            self.transport.abort()  # type: ignore[union-attr]
-
-    def on_headers_complete(self) -> None:
-        self.headers_done = True
-        parser = self.parser
-        self.status = parser.get_status_code()  # type: ignore[union-attr]
-        self.keep = parser.should_keep_alive()  # type: ignore[union-attr]
-
-    def on_message_complete(self) -> None:
-        self.done_ns = self.rx_ns
-        self._finish(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.parser = None
-        if self.headers_done and exc is None and _eof_delimited(self.head):
-            self.done_ns = perf_ns()
-            self._finish(None)
-        elif self.received:
-            self._finish(f"connection closed mid-response: {exc or 'EOF'}")
-        else:
-            self._finish(f"connection closed before a response: {exc or 'EOF'}")
-
-    def _finish(self, error: str | None) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            self.error = error
-            waiter.set_result(None)
-
-
-class _Slot:
-    """What the timeout sweep needs to see of one client: when its request started."""
-
-    __slots__ = ("start_ns", "timed_out", "task")
-
-    def __init__(self) -> None:
-        self.start_ns = 0
-        self.timed_out = False
-        self.task: asyncio.Task[None] | None = None
-
-
-async def _client(load: _Load, slot: _Slot) -> None:
-    loop = asyncio.get_running_loop()
-    keepalive, open_loop = load.spec.keepalive, load.open_loop
-    conn: _Conn | None = None
-    due, claimed_late = 0, False
-    while load.more(perf_ns()):
-        index = load.claimed
-        load.claimed += 1
-        if open_loop:  # each request is due at its time, late or not
-            due = load.due(index)
-            claimed_late = perf_ns() - due > _LATE_NS  # no connection was free when it fell due
-            wait_ns = due - perf_ns() - _TIMER_LEAD_NS
-            if wait_ns > 0:
-                await asyncio.sleep(wait_ns / 1e9)
-        start = perf_ns()
-        due = load.sent(due, start, claimed_late) if open_loop else start
-        if not load.first_ns:
-            load.first_ns = start
-        slot.start_ns = start
-        try:
-            if conn is None or conn.closed:
-                conn = None
-                _, conn = await loop.create_connection(_Conn, load.host, load.port)
-            else:
-                conn.reset()
-            waiter = conn.waiter = loop.create_future()
-            conn.transport.write(load.request)  # type: ignore[union-attr]
-            await waiter
-        except asyncio.CancelledError:
-            if not slot.timed_out:
-                raise
-            slot.task.uncancel()  # type: ignore[union-attr]
-            slot.timed_out = False
-            load.error("timeouts", f"no complete response within {load.spec.timeout_s:g} s")
-            if conn is not None and conn.transport is not None:
-                conn.transport.abort()
-            conn = None
-            continue
-        except OSError as exc:
-            load.error("connect_errors", f"connect: {exc.strerror or exc}")
-            conn = None
-            continue
-        finally:
-            slot.start_ns = 0
-        if conn.error is None:
-            done = conn.done_ns
-            load.response(conn.status, conn.received, done, (done - due) // 1000)
-            if open_loop:
-                load.uncorrected_us.append((done - start) // 1000)
-                load.timeline_ms.append((done - load.origin_ns) // 1_000_000)
-        else:
-            load.bytes_received += conn.received
-            load.error("other_errors" if conn.received else "connect_errors", conn.error)
-        if not (keepalive and conn.keep) or conn.closed:
-            conn.transport.close()  # type: ignore[union-attr]
-            conn = None
-    if conn is not None:
-        conn.transport.close()  # type: ignore[union-attr]
-
-
-async def _run_clients(load: _Load, slots: list[_Slot]) -> None:
-    loop = asyncio.get_running_loop()
-    for slot in slots:
-        slot.task = loop.create_task(_client(load, slot))
-    await asyncio.gather(*(slot.task for slot in slots if slot.task is not None))
-
-
-# ------------------------------------------------------------------------------------------- the run
-
-
-def _tick(load: _Load, slots: list[_Slot], every_s: float, progress_at: list[float]) -> None:
+def _tick(load: Load, every_s: float, progress_at: list[float]) -> None:
     """Periodic: time out late requests (one sweep is cheaper than a timer per request) and report progress."""
     loop = asyncio.get_running_loop()
     now = perf_ns()
     deadline = now - load.timeout_ns
-    for slot in slots:
-        if slot.start_ns and slot.start_ns < deadline and not slot.timed_out and slot.task is not None:
-            slot.timed_out = True
-            slot.task.cancel()
     for conn in [c for c in load.conns if c.start and c.start < deadline]:
-        conn._fail("timeouts", f"no complete response within {load.spec.timeout_s:g} s")
+        conn.fail("timeouts", f"no complete response within {load.spec.timeout_s:g} s")
         conn.transport.abort()  # type: ignore[union-attr]
     if loop.time() >= progress_at[0]:
         progress_at[0] = loop.time() + _PROGRESS_INTERVAL_S
         _progress(load, now)
-    loop.call_later(every_s, _tick, load, slots, every_s, progress_at)
+    loop.call_later(every_s, _tick, load, every_s, progress_at)
 
 
-async def _run(load: _Load) -> None:
+async def _run(load: Load) -> None:
     loop = asyncio.get_running_loop()
     spec = load.spec
     width = spec.concurrency if spec.timed else min(spec.concurrency, load.total)
-    fast = spec.keepalive and not load.open_loop
-    slots = [] if fast else [_Slot() for _ in range(max(1, width))]
     every_s = min(_PROGRESS_INTERVAL_S, max(0.001, spec.timeout_s / 10))  # timers count whole ms
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     load.origin_ns = load.next_due_ns = perf_ns()
     if spec.timed and spec.duration_s is not None:
         load.end_ns = load.origin_ns + int(spec.duration_s * 1e9)
-    ticker = loop.call_later(every_s, _tick, load, slots, every_s, [0.0])
+    ticker = loop.call_later(every_s, _tick, load, every_s, [0.0])
     try:
-        if fast:
-            await _run_fast(load, max(1, width))
+        if load.open_loop:
+            load.timer = await run_open(load, precise=spec.pacing == "timerfd")
         else:
-            await _run_clients(load, slots)
+            await run_closed(load, max(1, width))
     finally:
         ticker.cancel()
     r1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -478,7 +208,7 @@ async def _run(load: _Load) -> None:
     _progress(load, perf_ns(), final=True)
 
 
-def _progress(load: _Load, now: int, final: bool = False) -> None:
+def _progress(load: Load, now: int, final: bool = False) -> None:
     # One write of a short line: atomic on a pipe, so it never interleaves with anything else.
     if load.end_ns:  # timed: the count is not known in advance, so report time
         total = (load.end_ns - load.origin_ns) // 1_000_000
@@ -509,7 +239,7 @@ def main() -> int:
     except (UsageError, OSError, ValueError, TypeError, KeyError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    load = _Load(spec, host, port, request)
+    load = Load(spec, host, port, request)
     # What exists now (interpreter, imports) never becomes garbage: keep collections from walking it, and
     # from running at all during the load, where their pauses would land in the latencies. The load makes
     # no reference cycles but on error paths; those are collected when the collector is back on.

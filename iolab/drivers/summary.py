@@ -142,5 +142,6 @@ def load_facts(load: LoadResult) -> dict[str, object]:
         s = load.schedule
         facts.update(mode="open", target_rate=s.target_rate, achieved_rate=s.achieved_rate,
                      arrival=s.arrival, late_requests=s.late, late_no_connection=s.late_no_connection,
-                     send_lag_p99_us=s.lag_p99_us, send_lag_max_us=s.lag_max_us)
+                     send_lag_p50_us=s.lag_p50_us, send_lag_p99_us=s.lag_p99_us, send_lag_max_us=s.lag_max_us,
+                     pacing_timer=s.timer)
     return facts
