@@ -292,6 +292,47 @@ def test_raw_responses(reply: bytes | tuple[bytes, ...], outcome: str, keepalive
     assert counts[outcome] == 5 and sum(counts.values()) == 5, r.errors_sample
 
 
+class _CyclingServer(_RawServer):
+    """Keeps each connection open and answers its requests with the replies in turn, over and over."""
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            data, i = b"", 0
+            while True:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    data += chunk
+                data = data.split(b"\r\n\r\n", 1)[1]
+                conn.sendall(self.parts[i % len(self.parts)])
+                i += 1
+
+
+def test_identical_responses_are_not_parsed_again_but_a_different_one_is() -> None:
+    # The keep-alive closed loop skips parsing a response byte-identical to the last one it parsed whole.
+    # Replies of the same length that differ in their status alone must still be told apart.
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    bad = b"HTTP/1.1 503 No\r\nContent-Length: 2\r\n\r\nok"
+    close = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    raw = _CyclingServer((ok, ok, ok, bad, ok, close))
+    try:
+        r = run_load(LoadSpec(url=f"http://127.0.0.1:{raw.port}/", requests=600, concurrency=1, keepalive=True))
+    finally:
+        raw.close()
+    assert r.failed == 0, r.errors_sample
+    assert r.status_counts == {200: 500, 503: 100}
+    assert r.bytes_received == 400 * len(ok) + 100 * len(bad) + 100 * len(close)
+
+
 def test_a_spec_the_child_rejects_raises_driver_error(server: str) -> None:
     with pytest.raises(DriverError, match="exited with 2"):
         run_load(LoadSpec(url=f"{server}/ok", requests=1, cpus=(100_000,)))  # no such CPU

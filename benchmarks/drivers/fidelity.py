@@ -2,10 +2,12 @@
 
 1. At a fixed rate, the builtin open loop against wrk paced to the same rate (``pacing.pace_lua``), both
    measured from each actual send, ``reps`` runs each in alternating order, medians compared.
-2. How each one actually spaces its sends at that rate: every ``write`` the driver makes, timestamped by
+2. How each one actually spaced its sends at that rate: every ``write`` the driver made, timestamped by
    the kernel (``perf record -e syscalls:sys_enter_write``; skipped when perf is missing). A 10 %
    agreement only means something where both apply the same load, and wrk cannot pace below its event
-   loop's 1 ms tick: above ~1 request per millisecond it sends each tick's requests back to back.
+   loop's 1 ms tick: it sends each tick's requests back to back (measured: 12 % of its sends at
+   1,000 req/s, 80 % at 7,800). The 10 % target is judged where both drivers bunched at most 5 % of
+   their sends; elsewhere the figures are shown, not judged.
 3. Every driver at concurrency 1 (nothing queues, nothing is paced), for ab's sake: ab cannot pace.
 """
 
@@ -27,6 +29,7 @@ from iolab.drivers.wrk import WrkDriver
 
 TOLERANCE = 0.10  # the issue's target: within 10 % of wrk's
 BUNCHED_US = 20  # a send this soon after the previous one left in the same burst
+SAME_LOAD_BUNCHED = 0.05  # both drivers apply the same load when at most this share of sends is bunched
 ALL_DRIVERS = ("builtin", "wrk", "ab", "hey")
 
 
@@ -83,7 +86,7 @@ def send_gaps(url: str, rate: float, cpu: int) -> dict[str, tuple[float, float, 
     with tempfile.TemporaryDirectory(prefix="iolab-gaps-") as tmp:
         for name, run in (("builtin", _builtin_paced), ("wrk", _wrk_paced)):
             data = Path(tmp) / f"{name}.data"
-            gaps = _record_gaps(perf, data, lambda run=run: run(url, rate, 3.0, cpu))  # type: ignore[misc]
+            gaps = _record_gaps(perf, data, cpu, lambda run=run: run(url, rate, 3.0, cpu))  # type: ignore[misc]
             if gaps is None:
                 return None
             n = len(gaps)
@@ -95,7 +98,7 @@ def send_gaps(url: str, rate: float, cpu: int) -> dict[str, tuple[float, float, 
     return out
 
 
-def _record_gaps(perf: str, data: Path, run: Callable[[], LoadResult]) -> list[float] | None:
+def _record_gaps(perf: str, data: Path, cpu: int, run: Callable[[], LoadResult]) -> list[float] | None:
     # perf follows the driver's process from outside: system-wide syscall tracepoints, filtered afterwards
     # to the driver's writes of a request (fds above 2: not its progress lines or its result).
     rec = subprocess.Popen([perf, "record", "-q", "-a", "-e", "syscalls:sys_enter_write", "-o", str(data)],
@@ -105,79 +108,101 @@ def _record_gaps(perf: str, data: Path, run: Callable[[], LoadResult]) -> list[f
     finally:
         rec.terminate()
         rec.wait()
-    comms = {"wrk"} if result.driver == "wrk" else {"python", "python3", "python3.11", "python3.12", "python3.13"}
-    script = subprocess.run([perf, "script", "-i", str(data), "-F", "comm,time,trace"], capture_output=True,
+    # The driver is the only process pinned to its CPU that writes to sockets (a Python server runs under
+    # the same command name, on the other CPU).
+    script = subprocess.run([perf, "script", "-i", str(data), "-F", "comm,cpu,time,trace"], capture_output=True,
                             text=True, check=False)
+    wanted = "wrk" if result.driver == "wrk" else "python"
     times: list[float] = []
     for line in script.stdout.splitlines():
         parts = line.split()
-        if len(parts) < 3 or parts[0] not in comms or "fd:" not in line:
+        if len(parts) < 4 or not parts[0].startswith(wanted) or parts[1] != f"[{cpu:03d}]" or "fd:" not in line:
             continue
         fd = int(line.split("fd:")[1].split(",")[0], 16)
         if fd > 2:
-            times.append(float(parts[1].rstrip(":")))
+            times.append(float(parts[2].rstrip(":")))
     times = times[len(times) // 6:]  # past connection set-up
     if len(times) < 100:
         return None
     return sorted((b - a) * 1e6 for a, b in zip(times, times[1:], strict=False))
 
 
-def at_concurrency_one(url: str, duration: float, cpu: int) -> dict[str, tuple[float, float]]:
+def at_concurrency_one(url: str, duration: float, cpu: int, reps: int) -> dict[str, list[tuple[float, float]]]:
     spec = LoadSpec(url=url, duration_s=duration, concurrency=1, keepalive=True, cpus=(cpu,))
-    found = {}
-    for d in ALL_DRIVERS:
-        ms = latency_summary(get_driver(d).run(spec)).latency_ms
-        found[d] = (ms.p50, ms.p99)
+    found: dict[str, list[tuple[float, float]]] = {d: [] for d in ALL_DRIVERS}
+    for rep in range(reps):
+        for d in ALL_DRIVERS[rep % 4:] + ALL_DRIVERS[: rep % 4]:
+            ms = latency_summary(get_driver(d).run(spec)).latency_ms
+            found[d].append((ms.p50, ms.p99))
     return found
+
+
+def _median(runs: list[tuple[float, float]], i: int) -> float:
+    return float(statistics.median(r[i] for r in runs))
+
+
+def _spread(runs: list[tuple[float, float]], i: int) -> str:
+    values = [r[i] for r in runs]
+    return f"{min(values):.3f}–{max(values):.3f}"
 
 
 def report(target: str, url: str, rates: list[float], duration: float, cpu: int, reps: int,
            verdict: Callable[[bool | None, str], None]) -> list[str]:
     """Runs the checks against one server; prints tables and verdicts; returns the verdict lines."""
     lines: list[str] = []
+    gaps = {rate: send_gaps(url, rate, cpu) for rate in rates}
     pairs = [at_rate(url, rate, duration, cpu, reps) for rate in rates]
     print(f"\n### fidelity at fixed rates against {target}: 50 connections, {duration:g} s, medians of {reps}\n")
     print("| req/s | builtin p50 / p99 ms (from send) | wrk p50 / p99 ms | p50 ÷ wrk | p99 ÷ wrk | "
-          "builtin from due time |")
-    print("|---:|---:|---:|---:|---:|---:|")
+          "wrk's own p50 / p99 range | builtin from due time |")
+    print("|---:|---:|---:|---:|---:|---|---:|")
     for p in pairs:
         print(f"| {p.rate:,.0f} | {p.builtin[0]:.3f} / {p.builtin[1]:.3f} | {p.wrk[0]:.3f} / {p.wrk[1]:.3f} | "
               f"{p.builtin[0] / p.wrk[0]:.2f} | {p.builtin[1] / p.wrk[1]:.2f} | "
+              f"{_spread(p.wrk_runs, 0)} / {_spread(p.wrk_runs, 1)} | "
               f"{p.builtin_corrected[0]:.3f} / {p.builtin_corrected[1]:.3f} |")
-    gaps = send_gaps(url, max(rates), cpu)
-    if gaps:
-        print(f"\nHow the sends were spaced at {max(rates):,.0f} req/s (ideal gap {1e6 / max(rates):.0f} µs; "
-              "kernel write timestamps, 3 s each):\n")
-        print(f"| driver | gap p10 µs | p50 | p90 | sent < {BUNCHED_US} µs after the previous |")
-        print("|---|---:|---:|---:|---:|")
-        for name, (g10, g50, g90, share) in gaps.items():
-            print(f"| {name} | {g10:.0f} | {g50:.0f} | {g90:.0f} | {100 * share:.0f} % |")
+    if any(gaps.values()):
+        print(f"\nHow the sends were spaced (kernel timestamps of every request write, 3 s each; "
+              f"'bunched': sent < {BUNCHED_US} µs after the previous):\n")
+        print("| req/s | ideal gap µs | driver | gap p10 µs | p50 | p90 | bunched |")
+        print("|---:|---:|---|---:|---:|---:|---:|")
+        for rate, found in gaps.items():
+            for name, (g10, g50, g90, share) in (found or {}).items():
+                print(f"| {rate:,.0f} | {1e6 / rate:.0f} | {name} | {g10:.0f} | {g50:.0f} | {g90:.0f} | "
+                      f"{100 * share:.1f} % |")
     for p in pairs:
-        same_load = p.rate <= 1000  # at most one request per millisecond tick: wrk's ticks do not bunch
-        bunched = gaps["wrk"][3] if gaps and p.rate == max(rates) else None
+        found = gaps[p.rate]
+        # The same load: neither driver sent more than SAME_LOAD_BUNCHED of its requests in bursts (measured;
+        # where perf is missing, assumed at one request per 2 ms or less, where wrk's 1 ms ticks cannot bunch).
+        if found:
+            bunched = max(share for *_, share in found.values())
+            same_load = bunched <= SAME_LOAD_BUNCHED
+            why = f"{100 * found['wrk'][3]:.1f} % of wrk's sends bunched, {100 * found['builtin'][3]:.1f} % of builtin's"
+        else:
+            same_load, why = p.rate <= 500, "send spacing not measured (no perf)"
         for i, q in enumerate(("p50", "p99")):
             off = p.builtin[i] / p.wrk[i] - 1
             text = (f"{target} {p.rate:,.0f} req/s: builtin {q} {p.builtin[i]:.3f} ms vs wrk {p.wrk[i]:.3f} ms: "
-                    f"{100 * off:+.1f} %")
+                    f"{100 * off:+.1f} % (wrk's own runs: {_spread(p.wrk_runs, i)} ms; {why})")
             if same_load:
-                lines.append(text + " (same load: target within 10 %)")
+                lines.append(text + " — same load: target within 10 %")
                 verdict(abs(off) <= TOLERANCE, lines[-1])
             else:
-                why = f"; {100 * bunched:.0f} % of wrk's sends left in bursts" if bunched is not None else ""
-                lines.append(text + f" (not the same load: wrk sends each millisecond's requests together{why})")
+                lines.append(text + " — not the same load: wrk sends a millisecond tick's requests together")
                 verdict(None, lines[-1])
-    single = at_concurrency_one(url, max(2.0, duration / 2), cpu)
-    print(f"\n### fidelity at concurrency 1 against {target} (nothing queues), {max(2.0, duration / 2):g} s each\n")
-    print("| driver | p50 ms | p99 ms |")
-    print("|---|---:|---:|")
-    for d, (p50, p99) in single.items():
-        print(f"| {d} | {p50:.3f} | {p99:.3f} |")
+    single_s = max(2.0, duration / 2)
+    single = at_concurrency_one(url, single_s, cpu, reps)
+    print(f"\n### fidelity at concurrency 1 against {target} (nothing queues), {single_s:g} s each, medians of "
+          f"{reps}\n")
+    print("| driver | p50 ms | p99 ms | p50 range | p99 range |")
+    print("|---|---:|---:|---|---|")
+    for d, runs in single.items():
+        print(f"| {d} | {_median(runs, 0):.3f} | {_median(runs, 1):.3f} | {_spread(runs, 0)} | {_spread(runs, 1)} |")
     for i, q in enumerate(("p50", "p99")):
-        mine, wrk_v, ab_v = single["builtin"][i], single["wrk"][i], single["ab"][i]
+        mine, wrk_v, ab_v = (_median(single[d], i) for d in ("builtin", "wrk", "ab"))
         lines.append(f"{target} c=1 builtin {q} {mine:.3f} ms vs wrk {wrk_v:.3f} ms: {100 * (mine / wrk_v - 1):+.1f} % "
                      "(target: within 10 %)")
         verdict(abs(mine / wrk_v - 1) <= TOLERANCE, lines[-1])
         lines.append(f"{target} c=1 builtin {q} {mine:.3f} ms vs ab {ab_v:.3f} ms (target: within ab's 1 ms)")
         verdict(abs(mine - ab_v) <= 1.0, lines[-1])
     return lines
-
