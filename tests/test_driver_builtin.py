@@ -276,7 +276,7 @@ class _RawServer:
 )
 @pytest.mark.parametrize("keepalive", [False, True], ids=["new-connection", "keep-alive"])
 def test_raw_responses(reply: bytes | tuple[bytes, ...], outcome: str, keepalive: bool) -> None:
-    # Both of the driver's paths: a coroutine per client, and the keep-alive callbacks (where the server
+    # Both ways a connection ends its request: a new connection per request, and keep-alive (where the server
     # closing after each response makes every request open a connection again).
     raw = _RawServer(reply)
     try:
