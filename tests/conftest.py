@@ -14,6 +14,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+# ``python -m iolab`` with SIGINT's default restored first, for tests that press Ctrl-C: a job started in
+# the background by a non-interactive shell (``make test &`` in a script, some CI runners) inherits SIGINT
+# ignored, and Python then never installs its KeyboardInterrupt handler, so the Ctrl-C would be lost.
+IOLAB_WITH_CTRL_C = (sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                     "os.execv(sys.executable, [sys.executable, '-m', 'iolab', *sys.argv[1:]])")
+
+
 def iolab_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from iolab.micro.results import load
-from tests.conftest import REPO, iolab_env, run_cli
+from tests.conftest import IOLAB_WITH_CTRL_C, REPO, iolab_env, run_cli
 
 LINES = 3000
 QUICK = ("--runs", "2", "--timeout", "60")
@@ -254,17 +254,11 @@ def test_stdin_is_dev_null_without_input(tmp_path: Path) -> None:
     assert seen.read_text() == "6 False"
 
 
-SIGINT_DEFAULT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-                  "os.execv(sys.executable, [sys.executable, '-m', 'iolab', *sys.argv[1:]])")
-
-
 def test_ctrl_c_kills_the_program_and_keeps_partial_results(tmp_path: Path) -> None:
     script, pids, out = tmp_path / "runaway.py", tmp_path / "pids", tmp_path / "i.json"
     script.write_text(RUNAWAY)
-    # A job started in the background by a non-interactive shell inherits SIGINT ignored, and Python
-    # then never installs its Ctrl-C handler: restore the default before iolab starts.
     proc = subprocess.Popen(
-        [sys.executable, "-c", SIGINT_DEFAULT, "micro", str(script), str(pids), "--timeout", "60",
+        [*IOLAB_WITH_CTRL_C, "micro", str(script), str(pids), "--timeout", "60",
          "--stdout", "pipe", "--mode", "default", "-o", str(out)],
         cwd=REPO, env=iolab_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,

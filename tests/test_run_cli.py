@@ -6,14 +6,13 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.conftest import REPO, iolab_cgroups, processes_matching, run_cli
+from tests.conftest import IOLAB_WITH_CTRL_C, REPO, iolab_cgroups, processes_matching, run_cli
 
 SMALL = ("-n", "300", "-c", "10", "--warmup", "30", "--interval", "0.2", "--rounds", "1", "-q")
 
@@ -164,7 +163,7 @@ def test_ctrl_c_kills_servers_removes_cgroups_keeps_results(tmp_path: Path) -> N
     out = tmp_path / "i.json"
     before = set(iolab_cgroups())
     proc = subprocess.Popen(
-        [sys.executable, "-m", "iolab", "run", "--scenario", "noop-async,noop-sync", "-n", "200000", "-c", "10",
+        [*IOLAB_WITH_CTRL_C, "run", "--scenario", "noop-async,noop-sync", "-n", "200000", "-c", "10",
          "--warmup", "0", "-q", "-o", str(out)],
         cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
