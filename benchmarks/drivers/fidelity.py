@@ -57,8 +57,12 @@ def _wrk_paced(url: str, rate: float, duration: float, cpu: int) -> LoadResult:
         LoadSpec(url=url, duration_s=duration, concurrency=50, keepalive=True, cpus=(cpu,)))
 
 
+def _median(runs: list[tuple[float, float]], i: int) -> float:
+    return float(statistics.median(r[i] for r in runs))
+
+
 def _med(runs: list[tuple[float, float]]) -> tuple[float, float]:
-    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+    return _median(runs, 0), _median(runs, 1)
 
 
 def _ratios(mine: list[tuple[float, float]], theirs: list[tuple[float, float]]) -> tuple[paired.Ratio, paired.Ratio]:
@@ -147,10 +151,6 @@ def at_concurrency_one(url: str, duration: float, cpu: int, pairs: int
             ms = latency_summary(get_driver(d).run(spec)).latency_ms
             found[d].append((ms.p50, ms.p99))
     return found, _ratios(found["builtin"], found["wrk"])
-
-
-def _median(runs: list[tuple[float, float]], i: int) -> float:
-    return float(statistics.median(r[i] for r in runs))
 
 
 def _judge(target: str, what: str, r: paired.Ratio, verdict: Callable[[bool | None, str], None],
