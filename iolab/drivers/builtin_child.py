@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from iolab.drivers.base import LATE_US, LoadSpec
-from iolab.drivers.builtin_conns import run_closed, run_open
+from iolab.drivers.builtin_conns import OpenLoop, run_closed
 from iolab.drivers.request import encode_request, spec_from_json
 from iolab.errors import UsageError
 
@@ -191,17 +191,25 @@ async def _run(load: Load) -> None:
     width = spec.concurrency if spec.timed else min(spec.concurrency, load.total)
     every_s = min(_PROGRESS_INTERVAL_S, max(0.001, spec.timeout_s / 10))  # timers count whole ms
     r0 = resource.getrusage(resource.RUSAGE_SELF)
-    load.origin_ns = load.next_due_ns = perf_ns()
-    if spec.timed and spec.duration_s is not None:
-        load.end_ns = load.origin_ns + int(spec.duration_s * 1e9)
-    ticker = loop.call_later(every_s, _tick, load, every_s, [0.0])
+    schedule = OpenLoop(load, precise=spec.pacing == "timerfd") if load.open_loop else None
     try:
-        if load.open_loop:
-            load.timer = await run_open(load, precise=spec.pacing == "timerfd")
-        else:
-            await run_closed(load, max(1, width))
+        if schedule is not None:
+            await schedule.connect_all()
+        # The clock starts now: the open loop's schedule, the timed closed loop's end, the progress.
+        load.origin_ns = load.next_due_ns = perf_ns()
+        if spec.timed and spec.duration_s is not None:
+            load.end_ns = load.origin_ns + int(spec.duration_s * 1e9)
+        ticker = loop.call_later(every_s, _tick, load, every_s, [0.0])
+        try:
+            if schedule is not None:
+                load.timer = await schedule.run()
+            else:
+                await run_closed(load, max(1, width))
+        finally:
+            ticker.cancel()
     finally:
-        ticker.cancel()
+        if schedule is not None:
+            schedule.close()
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     load.cpu_user_s = r1.ru_utime - r0.ru_utime
     load.cpu_sys_s = r1.ru_stime - r0.ru_stime

@@ -6,9 +6,10 @@ most of what an asyncio client would otherwise spend per request. A task runs on
 
 * ``run_closed``: ``width`` connections, each sending its next request as soon as the last one is answered
   (wrk; with keep-alive off every request opens a connection of its own, as ab does).
-* ``run_open``: requests due at fixed times (or Poisson arrivals) whatever the server does; a request due
+* ``OpenLoop``: requests due at fixed times (or Poisson arrivals) whatever the server does; a request due
   while every connection is busy waits for the first one free, and its latency counts from its due time.
-  The schedule is kept by a ``PreciseTimer`` (a timerfd), not by the loop's millisecond timers.
+  The schedule is kept by a ``PreciseTimer`` (a timerfd), not by the loop's millisecond timers. Every
+  connection is opened before the first request is due and they take requests in turn, as wrk2's do.
 """
 
 from __future__ import annotations
@@ -238,7 +239,15 @@ class PacedConn(_Conn):
 
 
 class OpenLoop:
-    """The schedule: sends each request at its due time on a free connection, opening one when none is."""
+    """The schedule: sends each request at its due time on the connection idle longest, opening one when
+    none is (the server closed some, or keep-alive is off), up to ``concurrency`` at once.
+
+    Connections take requests in turn, not the last one freed first: ``-c 50`` then means what wrk2 and
+    the user mean, 50 connections sharing the load, and a round trip measured on a connection used every
+    2 ms is not the one a server shows over 50 used in turn. Measured against nginx at 500 req/s, a
+    connection reused at once (the old way, which kept one connection busy) made every round trip
+    7–10 µs longer, for wrk (``-c 1``) and plain Python sockets alike: its p10 71–73 µs against 62–66 µs.
+    """
 
     def __init__(self, load: Load, precise: bool = True) -> None:
         from iolab.drivers.pacer import PreciseTimer  # ctypes: only the open loop pays for its import
@@ -247,15 +256,42 @@ class OpenLoop:
         self.loop = asyncio.get_running_loop()
         self.timer = PreciseTimer(self.loop, self.tick, precise=precise)
         self.lead_ns = load.lead_ns(self.timer.precise)
-        self.idle: list[PacedConn] = []
+        self.idle: deque[PacedConn] = deque()  # longest idle first
         self.waiting: deque[int] = deque()  # due times of requests that found every connection busy
         self.open = 0  # connections open or opening: at most spec.concurrency
         self.next_due = 0
         self.done: asyncio.Future[None] = self.loop.create_future()
 
-    def start(self) -> None:
-        self.next_due = self.load.due(0)
-        self.tick()
+    async def connect_all(self) -> None:
+        """Opens the connections before the clock starts, so no request's latency includes a connect that
+        wrk would have made beforehand. One that cannot open is left to the schedule: each request that
+        finds no connection tries again, and its failure is counted then."""
+        load = self.load
+        count = min(load.spec.concurrency, load.total)
+        self.open += count  # open or opening, as in connect(); lost() counts one the server closes early
+        opened = await asyncio.gather(*(self._dial() for _ in range(count)), return_exceptions=True)
+        for conn in opened:
+            if isinstance(conn, PacedConn):
+                if not conn.transport.is_closing():  # type: ignore[union-attr]
+                    self.idle.append(conn)
+            elif isinstance(conn, (TimeoutError, OSError)):
+                self.open -= 1
+            else:
+                raise conn
+
+    async def _dial(self) -> PacedConn:
+        load = self.load
+        async with asyncio.timeout(load.spec.timeout_s):
+            _, conn = await self.loop.create_connection(lambda: PacedConn(load, self), load.host, load.port)
+        return conn
+
+    async def run(self) -> str:
+        """Runs the schedule to its end; returns the timer that kept it ("timerfd" or the loop's)."""
+        if self.load.total:
+            self.next_due = self.load.due(0)
+            self.tick()
+            await self.done
+        return "timerfd" if self.timer.precise else "event loop (1 ms)"
 
     def tick(self) -> None:
         """Sends every request due by now (and up to lead_ns ahead); arms the timer for the next one."""
@@ -273,7 +309,7 @@ class OpenLoop:
             self.timer.arm(self.next_due - self.lead_ns)
         for due in due_now:
             if self.idle:
-                self.send(self.idle.pop(), due, False)
+                self.send(self.idle.popleft(), due, False)
             elif self.open < load.spec.concurrency:
                 self.connect(due)
             else:
@@ -295,7 +331,7 @@ class OpenLoop:
 
     def lost(self, conn: PacedConn) -> None:
         self.open -= 1
-        if conn in self.idle:  # the server closed a kept-alive connection while it was idle
+        if conn in self.idle:  # the server closed a kept-alive connection while it was idle (O(n), rare)
             self.idle.remove(conn)
         if self.waiting:
             self.connect(self.waiting.popleft(), waited=True)
@@ -309,8 +345,7 @@ class OpenLoop:
     async def _connect(self, due: int, waited: bool, start: int) -> None:
         load = self.load
         try:
-            async with asyncio.timeout(load.spec.timeout_s):
-                _, conn = await self.loop.create_connection(lambda: PacedConn(load, self), load.host, load.port)
+            conn = await self._dial()
         except (TimeoutError, OSError) as exc:
             load.sent(due, start, waited)
             if isinstance(exc, TimeoutError):
@@ -333,16 +368,3 @@ class OpenLoop:
         self.timer.close()
         for conn in self.idle:
             conn.transport.close()  # type: ignore[union-attr]
-
-
-async def run_open(load: Load, precise: bool = True) -> str:
-    """Runs the schedule to its end; returns the timer that kept it ("timerfd" or the loop's)."""
-    schedule = OpenLoop(load, precise)
-    timer = "timerfd" if schedule.timer.precise else "event loop (1 ms)"
-    try:
-        if load.total:
-            schedule.start()
-            await schedule.done
-    finally:
-        schedule.close()
-    return timer
