@@ -1,6 +1,9 @@
 """One fidelity comparison, longer than the driver benchmark's: builtin open loop vs wrk paced, in pairs.
 
     .venv/bin/python benchmarks/fidelity_check.py --server nginx --rate 500 --pairs 16 --seconds 5
+    .venv/bin/python benchmarks/fidelity_check.py --server uvicorn --concurrency-one
+
+With --concurrency-one: both drivers in a closed loop over one connection (nothing queues) instead of paced.
 
 Same servers, pinning and method as benchmarks/bench_drivers.py (see benchmarks/drivers/fidelity.py);
 prints the medians and the median pair ratios of p50 and p99 with their 95 % intervals.
@@ -23,6 +26,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", choices=("nginx", "uvicorn"), default="nginx")
     parser.add_argument("--rate", type=float, default=500.0, help="requests per second [500]")
+    parser.add_argument("--concurrency-one", action="store_true",
+                        help="closed loop over one connection instead of a fixed rate")
     parser.add_argument("--pairs", type=int, default=16, help="builtin/wrk pairs [16]")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per run [5]")
     args = parser.parse_args()
@@ -31,11 +36,16 @@ def main() -> int:
         sys.exit("needs two CPUs: one for the server, one for the driver")
     start = servers.nginx if args.server == "nginx" else servers.uvicorn_hello
     with tempfile.TemporaryDirectory(prefix="iolab-fidelity-") as tmp, start(Path(tmp) / args.server, cpus[0]) as url:
-        p = fidelity.at_rate(url, args.rate, args.seconds, cpus[1], args.pairs)
-    print(f"{args.server}, {args.rate:,.0f} req/s, {args.pairs} pairs of {args.seconds:g} s (from each send):")
-    print(f"  builtin p50 {p.builtin[0]:.4f} ms, p99 {p.builtin[1]:.4f} ms; wrk p50 {p.wrk[0]:.4f}, p99 {p.wrk[1]:.4f}")
-    print(f"  p50 builtin ÷ wrk {p.ratios[0].text()}")
-    print(f"  p99 builtin ÷ wrk {p.ratios[1].text()}")
+        if args.concurrency_one:
+            found, ratios = fidelity.at_concurrency_one(url, args.seconds, cpus[1], args.pairs)
+            mine, theirs, load = fidelity.med(found["builtin"]), fidelity.med(found["wrk"]), "concurrency 1"
+        else:
+            p = fidelity.at_rate(url, args.rate, args.seconds, cpus[1], args.pairs)
+            mine, theirs, ratios, load = p.builtin, p.wrk, p.ratios, f"{args.rate:,.0f} req/s"
+    print(f"{args.server}, {load}, {args.pairs} pairs of {args.seconds:g} s (from each send):")
+    print(f"  builtin p50 {mine[0]:.4f} ms, p99 {mine[1]:.4f} ms; wrk p50 {theirs[0]:.4f}, p99 {theirs[1]:.4f}")
+    print(f"  p50 builtin ÷ wrk {ratios[0].text()}")
+    print(f"  p99 builtin ÷ wrk {ratios[1].text()}")
     return 0
 
 

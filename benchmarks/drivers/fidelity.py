@@ -61,7 +61,7 @@ def _median(runs: list[tuple[float, float]], i: int) -> float:
     return float(statistics.median(r[i] for r in runs))
 
 
-def _med(runs: list[tuple[float, float]]) -> tuple[float, float]:
+def med(runs: list[tuple[float, float]]) -> tuple[float, float]:
     return _median(runs, 0), _median(runs, 1)
 
 
@@ -86,7 +86,7 @@ def at_rate(url: str, rate: float, duration: float, cpu: int, pairs: int) -> Pai
             else:
                 w = latency_summary(_wrk_paced(url, rate, duration, cpu)).latency_ms
                 w_runs.append((w.p50, w.p99))
-    return Pair(rate, _med(b_runs), _med(c_runs), _med(w_runs), _ratios(b_runs, w_runs), w_runs)
+    return Pair(rate, med(b_runs), med(c_runs), med(w_runs), _ratios(b_runs, w_runs), w_runs)
 
 
 def send_gaps(url: str, rate: float, cpu: int) -> dict[str, tuple[float, float, float, float]] | None:
