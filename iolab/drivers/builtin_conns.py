@@ -246,7 +246,7 @@ class OpenLoop:
     the user mean, 50 connections sharing the load, and a round trip measured on a connection used every
     2 ms is not the one a server shows over 50 used in turn. Measured against nginx at 500 req/s, a
     connection reused at once (the old way, which kept one connection busy) made every round trip
-    7–10 µs longer, for wrk (``-c 1``) and plain Python sockets alike: its p10 71–73 µs against 62–66 µs.
+    7–10 µs longer, for wrk (``-c 1``) and plain Python sockets alike: its p10 70–78 µs against 62–66 µs.
     """
 
     def __init__(self, load: Load, precise: bool = True) -> None:
