@@ -13,6 +13,9 @@ EXIT_STARTUP_FAILURE = 3  # the target server could not be started or never beca
 EXIT_SERVER_DIED = 4  # the target died while being measured
 EXIT_LIMITS = 5  # --require-limits and a limit could not be applied
 EXIT_DRIVER = 6  # the load driver failed or is missing
+EXIT_NOTHING_MEASURED = 7  # a scenario had no successful request: its figures do not exist (results kept)
+EXIT_DEGRADED = 8  # a scenario measured, but too many responses failed or were not 2xx (results kept)
+EXIT_OUTPUT = 9  # the results could not be written where asked; they were kept in a fallback file
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
@@ -46,6 +49,30 @@ class LimitsError(IolabError):
 
 class DriverError(IolabError):
     exit_code = EXIT_DRIVER
+
+
+class GateFailedError(IolabError):
+    """A ``--fail-if`` gate held (or could not be judged: a scenario or metric missing in the new run)."""
+
+    exit_code = EXIT_FAILURE
+
+
+class NothingMeasuredError(IolabError):
+    """A scenario ended with no successful request: there is no latency or rate to report."""
+
+    exit_code = EXIT_NOTHING_MEASURED
+
+
+class DegradedRunError(IolabError):
+    """A scenario's share of failed or non-2xx responses is above the documented limit."""
+
+    exit_code = EXIT_DEGRADED
+
+
+class OutputWriteError(IolabError):
+    """Writing a result where the user asked failed at the end; the message names the fallback file."""
+
+    exit_code = EXIT_OUTPUT
 
 
 class ProbeError(IolabError):
