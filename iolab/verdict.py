@@ -11,6 +11,7 @@ import math
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal, overload
 
 from iolab.demo import scenarios as _demo
 from iolab.results import Comparison, RoundRecord, ScenarioResult
@@ -51,20 +52,33 @@ class Metric:
     less: str
     more: str
     speed: bool
+    # What 0 means when it cannot be a measurement (no request takes 0 ms; a measured server spends CPU):
+    # then 0 is "not measured" and a gate on it fails. None: 0 is a value (0 write syscalls per request).
+    zero_means: str | None = None
+    # Read from the server's process (/proc): absent when iolab did not sample the server (--url, no --pid).
+    server_side: bool = False
+    # How a scenario's rounds become one value: "median" (tables and gates), or "total" for event counts,
+    # where one round's 5 failed requests must not vanish in a median of zeros.
+    over_rounds: Literal["median", "total"] = "median"
 
     def round_value(self, record: RoundRecord) -> float:
         return float(operator.attrgetter(self.source)(record))
 
-    def scenario_value(self, result: ScenarioResult) -> float:
-        return float(operator.attrgetter(self.source)(result))
+    # No scenario_value: a ScenarioResult's own fields are pooled aggregates (the p99 of every round's
+    # requests merged). Comparisons and gates read a scenario through scenario_statistic() alone, so a
+    # table and a gate cannot be given two different values.
+
+
+_NO_REQUEST = "no request was measured"
+_NO_SERVER_CPU = "the server's CPU time was not measured"
 
 
 def _latency(name: str, source: str, noun: str) -> Metric:
-    return Metric(name, source, "ms", False, noun, less="lower", more="higher", speed=True)
+    return Metric(name, source, "ms", False, noun, less="lower", more="higher", speed=True, zero_means=_NO_REQUEST)
 
 
-def _count(name: str, source: str, noun: str) -> Metric:
-    return Metric(name, source, "", False, noun, less="fewer", more="more", speed=False)
+def _count(name: str, source: str, noun: str, *, server_side: bool = True) -> Metric:
+    return Metric(name, source, "", False, noun, less="fewer", more="more", speed=False, server_side=server_side)
 
 
 _REGISTRY = (
@@ -73,7 +87,8 @@ _REGISTRY = (
     # Under a CPU quota the latency distribution is bimodal (served in the quota vs waiting out a
     # throttled period), so p50 can jump between the modes from round to round; the mean does not.
     _latency("mean_ms", "latency_ms.mean", "mean latency"),
-    Metric("rps", "rps", "req/s", True, "throughput", less="lower", more="higher", speed=True),
+    Metric("rps", "rps", "req/s", True, "throughput", less="lower", more="higher", speed=True,
+           zero_means=_NO_REQUEST),
     Metric(
         "rps_per_server_cpu_s",
         "rps_per_server_cpu_s",
@@ -83,6 +98,8 @@ _REGISTRY = (
         less="fewer",
         more="more",
         speed=False,
+        zero_means=_NO_SERVER_CPU,
+        server_side=True,
     ),
     Metric(
         "cpu_ms_per_request",
@@ -93,6 +110,8 @@ _REGISTRY = (
         less="less",
         more="more",
         speed=False,
+        zero_means=_NO_SERVER_CPU,
+        server_side=True,
     ),
     _count("write_syscalls_per_request", "per_request.write_syscalls", "write syscalls per request"),
     _count(
@@ -111,8 +130,8 @@ _EXTRA = (
     *(_latency(f"{p}_ms", f"latency_ms.{p}", f"{p.replace('_', '.')} latency")
       for p in ("p66", "p75", "p80", "p90", "p95", "p98", "p99_9", "p100")),
     _count("write_bytes_per_request", "per_request.write_bytes", "bytes written per request"),
-    _count("failed", "failed", "failed requests"),
-    _count("non_2xx", "non_2xx", "non-2xx responses"),
+    replace(_count("failed", "failed", "failed requests", server_side=False), over_rounds="total"),
+    replace(_count("non_2xx", "non_2xx", "non-2xx responses", server_side=False), over_rounds="total"),
 )
 DEFAULT_METRICS: tuple[str, ...] = tuple(m.name for m in _REGISTRY)
 METRICS: Mapping[str, Metric] = {m.name: m for m in (*_REGISTRY, *_EXTRA)}
@@ -126,9 +145,56 @@ def get_metric(name: str) -> Metric:
         raise KeyError(f"unknown metric {name!r}; known metrics: {', '.join(METRICS)}") from None
 
 
-def metric_value(record: RoundRecord | ScenarioResult, name: str) -> float:
-    """A metric read from one round or from a scenario's aggregate."""
-    return float(operator.attrgetter(get_metric(name).source)(record))
+@dataclass(frozen=True)
+class RoundsStatistic:
+    """A scenario's value of one metric as ``iolab compare`` shows and gates it: the median (or, for
+    event counts, the total) over its successful rounds. ``value`` is None when no successful round
+    has the metric (a null latency: nothing was measured)."""
+
+    value: float | None
+    statistic: Literal["median", "total"]
+    rounds: int
+
+    def describe(self) -> str:
+        """ "median over 3 rounds" """
+        return f"{self.statistic} over {self.rounds} round{'s' if self.rounds != 1 else ''}"
+
+
+def _read(record: RoundRecord | ScenarioResult, m: Metric) -> float | None:
+    """The stored value, None when it is null or not a finite number (a field another version left out)."""
+    value = operator.attrgetter(m.source)(record)
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def scenario_statistic(s: ScenarioResult, name: str) -> RoundsStatistic:
+    """The one value per scenario that comparison tables (``compare``) and ``--fail-if`` gates both use:
+    the median of the successful rounds' values (the point estimate of ``stats.compare_samples`` is
+    their ratio), or their total for event counts. Never the pooled aggregate of ``ScenarioResult``,
+    which for p99 is the p99 of all rounds' requests merged and can differ from every round's."""
+    m = get_metric(name)
+    values = _ok_values(s, m)
+    if not values:
+        return RoundsStatistic(None, m.over_rounds, 0)
+    value = math.fsum(values) if m.over_rounds == "total" else median(values)
+    return RoundsStatistic(value, m.over_rounds, len(values))
+
+
+@overload
+def metric_value(record: RoundRecord, name: str) -> float: ...
+
+
+@overload
+def metric_value(record: ScenarioResult, name: str) -> float | None: ...
+
+
+def metric_value(record: RoundRecord | ScenarioResult, name: str) -> float | None:
+    """A metric of one round, or of a scenario as the comparison tables and gates show it (the median
+    over its successful rounds, :func:`scenario_statistic`; None when none has it)."""
+    if isinstance(record, ScenarioResult):
+        return scenario_statistic(record, name).value
+    return get_metric(name).round_value(record)
 
 
 # ------------------------------------------------------------------------------------- formatting
@@ -204,11 +270,8 @@ def _change_phrase(m: Metric | None, c: Comparison, *, as_speed: bool, ci_label:
 
 
 def _ok_values(s: ScenarioResult, m: Metric) -> list[float]:
-    return [m.round_value(r) for r in s.rounds if r.status == "ok"]
-
-
-def _center(values: Sequence[float], fallback: float) -> float:
-    return median(values) if values else fallback
+    """The metric of each successful round; a round where it is null (nothing measured) has none."""
+    return [v for r in s.rounds if r.status == "ok" and (v := _read(r, m)) is not None]
 
 
 def _judge(m: Metric, c: Comparison, alpha: float) -> tuple[str, str]:
@@ -240,20 +303,25 @@ def compare(
 ) -> list[Comparison]:
     """One Comparison of b against a per metric, from the rounds with status "ok".
 
-    a_value/b_value are medians of the round values (the scenario's aggregate when it has no successful
-    round); ratio, ci95 and p_value come from :func:`iolab.stats.compare_samples`.
+    a_value/b_value are :func:`scenario_statistic` (the median of the round values), the values gates
+    judge; ratio, ci95 and p_value come from :func:`iolab.stats.compare_samples`. A metric that no
+    successful round of a or of b has (null: nothing measured) gets no Comparison: a stand-in value
+    would read as a measurement.
     """
     out: list[Comparison] = []
     for name in metrics:
         m = get_metric(name)
+        sa, sb = scenario_statistic(a, name), scenario_statistic(b, name)
+        if sa.value is None or sb.value is None:
+            continue
         va, vb = _ok_values(a, m), _ok_values(b, m)
         est = compare_samples(va, vb, alpha=alpha)
         draft = Comparison(
             a=a.name,
             b=b.name,
             metric=name,
-            a_value=_center(va, m.scenario_value(a)),
-            b_value=_center(vb, m.scenario_value(b)),
+            a_value=sa.value,
+            b_value=sb.value,
             ratio=est.ratio,
             ci95=est.ci95,
             p_value=est.p_value,
