@@ -158,8 +158,12 @@ def run_command(**kw: Any) -> None:
 @click.argument("base", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--fail-if", "gates", multiple=True, metavar="EXPR",
-              help="Exit 1 if EXPR holds for a scenario of NEW: 'p99_ms > +10%' (relative to BASE), "
-                   "'write_syscalls_per_request > 4' (absolute). Repeatable; prefix a scenario as 'sync:rps < -5%'.")
+              help="Exit 1 if EXPR holds for a scenario of BASE in NEW: 'p99_ms > +10%' (relative to BASE), "
+                   "'write_syscalls_per_request > 4' (absolute). Repeatable; prefix a scenario of BASE as "
+                   "'sync:rps < -5%'. Judged on the value the tables show: the median over the successful rounds "
+                   "(failed, non_2xx: their total). Also exit 1 when either run is not complete, a scenario of "
+                   "BASE is missing or not ok in NEW, or the metric was not measured; exit 2 for an unknown "
+                   "scenario or metric.")
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the comparison as Markdown ('-' = stdout).")
 @click.option("--html", type=click.Path(dir_okay=False, path_type=Path), default=None,

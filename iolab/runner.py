@@ -252,17 +252,17 @@ def compare_from_cli(base_path: Path, new_path: Path, gate_texts: tuple[str, ...
                      markdown_path: Path | None, html_path: Path | None = None) -> None:
     from iolab import results
     from iolab.compare import compare_runs, parse_gate
-    from iolab.errors import EXIT_FAILURE
+    from iolab.errors import GateFailedError
     from iolab.export import tables
 
     gates = [parse_gate(g) for g in gate_texts]  # a malformed gate fails before any file is read
     base = results.load(base_path)
     new = results.load(new_path)
-    rc = compare_runs(base, new, gates)
+    rc = compare_runs(base, new, gates, labels=(str(base_path), str(new_path)))
     out = Console() if sys.stdout.isatty() else Console(width=200)
     paths = {s.name: s.path for s in (*base.scenarios, *new.scenarios)}
     tabs = tables.comparison_tables(rc.comparisons, paths)
-    if not tabs:
+    if not tabs and not rc.failures:  # with gates, a new run that has lost every scenario is a regression
         raise UsageError(f"{base_path} and {new_path} have no successful scenario in common")
     for t in tabs:
         out.print(terminal.rich_table(t))
@@ -282,13 +282,14 @@ def compare_from_cli(base_path: Path, new_path: Path, gate_texts: tuple[str, ...
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(html.render_comparison(rc, (str(base_path), str(new_path)), gates),
                              encoding="utf-8")
-    if rc.failures:
-        err = Console(stderr=True, width=200)
+    if gates:  # after every output is written: a failing CI keeps its tables and page
+        for check in rc.passed:
+            out.print(f"gate passed: {check.describe()}", highlight=False, markup=False, soft_wrap=True)
         for f in rc.failures:
-            err.print(f"gate failed: {f.describe()}", highlight=False)
-        sys.exit(EXIT_FAILURE)
-    if gates:
-        out.print(f"all {len(gates)} gate(s) passed", highlight=False)
+            print(f"gate failed: {f.describe()}", file=sys.stderr)
+        if rc.failures:
+            raise GateFailedError(rc.gate_summary())
+        out.print(rc.gate_summary(), highlight=False, markup=False)
 
 
 def report_from_cli(results_file: Path, fmt: str | None, output: Path | None) -> None:
