@@ -99,7 +99,7 @@ def _default_output() -> Path:
                    "counted from the due time (needs --duration; builtin driver).")
 @click.option("--arrival", type=click.Choice(["uniform", "poisson"]), default="uniform", show_default=True,
               help="Open loop: fixed intervals or Poisson arrivals.")
-@click.option("--hdr-log", "hdr_log", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--hdr-log", "hdr_log", type=click.Path(path_type=Path), default=None,
               help="Also write every round's latencies as an HdrHistogram log (µs), for HdrHistogram's tools.")
 @click.option("--warmup", default=1_000, show_default=True, type=click.IntRange(0),
               help="Requests sent before measuring, on the same server.")
@@ -129,11 +129,13 @@ def _default_output() -> Path:
               help="Port for the server on 127.0.0.1 (default: a free one per server).")
 @click.option("--ready-timeout", "ready_timeout_s", default=30.0, show_default=True,
               type=click.FloatRange(min=0.1), help="Seconds to wait for the server to accept connections.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+# Output paths are not click.Path(dir_okay=False): iolab.outputs checks them all (a directory, a device, a
+# FIFO, an unwritable place …) before anything is measured, with one `error:` line naming the option.
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Results file (JSON, iolab.run/1). Default: iolab-results/<timestamp>.json")
-@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--markdown", type=click.Path(path_type=Path), default=None,
               help="Also write the tables as GitHub Markdown ('-' = stdout).")
-@click.option("--html", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--html", type=click.Path(path_type=Path), default=None,
               help="Also write a self-contained HTML report with charts (opens offline).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def run_command(**kw: Any) -> None:
@@ -164,9 +166,9 @@ def run_command(**kw: Any) -> None:
                    "(failed, non_2xx: their total). Also exit 1 when either run is not complete, a scenario of "
                    "BASE is missing or not ok in NEW, or the metric was not measured; exit 2 for an unknown "
                    "scenario or metric.")
-@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--markdown", type=click.Path(path_type=Path), default=None,
               help="Also write the comparison as Markdown ('-' = stdout).")
-@click.option("--html", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--html", type=click.Path(path_type=Path), default=None,
               help="Also write the comparison as a self-contained HTML page with charts.")
 def compare_command(base: Path, new: Path, gates: tuple[str, ...], markdown: Path | None,
                     html: Path | None) -> None:
@@ -186,7 +188,7 @@ def compare_command(base: Path, new: Path, gates: tuple[str, ...], markdown: Pat
 @click.argument("results_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "json", "html"]), default=None,
               help="Output format (default: from -o's extension, else text).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write here instead of stdout ('-' = stdout).")
 def report_command(results_file: Path, fmt: str | None, output: Path | None) -> None:
     """Render a saved run (any older iolab.run version) as text, Markdown, JSON or an HTML page.

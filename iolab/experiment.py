@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Protocol
 
 from iolab import __version__, advice, facts, hdrlog, results, verdict
@@ -21,6 +22,7 @@ from iolab.drivers.base import LoadResult, LoadSpec
 from iolab.drivers.summary import behind_schedule
 from iolab.errors import NoSuchProcess, ServerDiedError
 from iolab.limits import AppliedLimits, LimitSession
+from iolab.outputs import OutputKeeper, OutputPath, check_outputs
 from iolab.probe import Counters, Probe, delta, thread_totals
 from iolab.record import ServerSide, failed_round, noise_figures, ok_round
 from iolab.results import RoundRecord, RunResult, ScenarioResult, StdoutInfo, Warning
@@ -101,6 +103,21 @@ def _fd_nonblocking(pid: int, fd: int = 1) -> bool | None:
     return None
 
 
+def stdout_log_path(output: Path, scenario: str, round_no: int) -> Path:
+    """Where ``--stdout file`` keeps one server's output: next to the results, one file per server."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in scenario.strip("/")) or "root"
+    return output.parent / f"{output.stem}.{safe}.r{round_no}.stdout.log"
+
+
+def experiment_outputs(config: RunConfig) -> list[tuple[str, OutputPath | None]]:
+    """Every file a run writes, as (option, path), for iolab.outputs.check_outputs."""
+    items: list[tuple[str, OutputPath | None]] = [("-o", config.output), ("--hdr-log", config.hdr_log)]
+    if config.stdout == "file" and not isinstance(config.target, RunningTarget):
+        items += [("--stdout file", stdout_log_path(config.output, spec.name, r + 1))
+                  for spec in config.scenarios for r in range(config.rounds)]
+    return items
+
+
 def _tail_text(tail: tuple[str, ...], n: int = 3) -> str:
     lines = [t.strip() for t in tail if t.strip()][-n:]
     return ("; last output: " + " | ".join(lines)) if lines else ""
@@ -108,10 +125,12 @@ def _tail_text(tail: tuple[str, ...], n: int = 3) -> str:
 
 class Experiment:
     def __init__(self, config: RunConfig, reporter: Reporter | None = None,
-                 driver: Callable[[LoadSpec, Callable[[int, int], None] | None], LoadResult] | None = None
-                 ) -> None:
+                 driver: Callable[[LoadSpec, Callable[[int, int], None] | None], LoadResult] | None = None,
+                 keeper: OutputKeeper | None = None) -> None:
         self.config = config
         self.reporter: Reporter = reporter or SilentReporter()
+        # Writes the results and the HdrHistogram log; one that fails mid-run goes on in a fallback file.
+        self.keeper = keeper or OutputKeeper()
         # Pairs to compare: the user's (--compare a:b), else the demo's controls and seed pairs.
         self.pairs: list[tuple[str, str]] | None = list(config.compare) or None
         # get_driver fails now, before any server starts, when an external tool is not installed.
@@ -132,8 +151,13 @@ class Experiment:
 
     # ------------------------------------------------------------------------------------ public
     def run(self) -> RunResult:
-        """Run every round; on any exception the partial results are on disk before it propagates."""
+        """Run every round; on any exception the partial results are on disk before it propagates.
+
+        Results that could not be written to ``config.output`` are in ``self.keeper.where(config.output)``
+        (a fallback file); ``self.keeper.raise_if_fell_back()`` turns that into OutputWriteError.
+        """
         cfg = self.config
+        check_outputs(*experiment_outputs(cfg))  # before any server starts (and before a save can fail)
         specs = cfg.scenarios
         status = "complete"
         try:
@@ -156,7 +180,7 @@ class Experiment:
         result = self.save("failed" if errors else status)
         if errors:
             more = f" (and {len(errors) - 1} more failed rounds)" if len(errors) > 1 else ""
-            raise ServerDiedError(f"{errors[0]}{more}; results so far are in {cfg.output}")
+            raise ServerDiedError(f"{errors[0]}{more}; results so far are in {self.keeper.where(cfg.output)}")
         return result
 
     def snapshot(self, status: str) -> RunResult:
@@ -193,7 +217,7 @@ class Experiment:
 
     def save(self, status: str) -> RunResult:
         result = self.snapshot(status)
-        results.save(result, self.config.output)
+        self.keeper.write("-o", self.config.output, results.dumps(result))
         return result
 
     # ------------------------------------------------------------------------------------ facts
@@ -247,10 +271,7 @@ class Experiment:
     # ------------------------------------------------------------------------------------ one scenario
     def _sink(self, spec: ScenarioSpec, round_no: int) -> Sink:
         cfg = self.config
-        path = None
-        if cfg.stdout == "file":  # kept next to the results, one file per server
-            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in spec.name.strip("/")) or "root"
-            path = cfg.output.parent / f"{cfg.output.stem}.{safe}.r{round_no}.stdout.log"
+        path = stdout_log_path(cfg.output, spec.name, round_no) if cfg.stdout == "file" else None
         return make_sink(cfg.stdout, rate_bytes_per_s=cfg.sink_rate_bytes_per_s, file_path=path)
 
     def _measure(self, spec: ScenarioSpec, round_no: int) -> RoundRecord:
@@ -363,9 +384,13 @@ class Experiment:
         if self.config.hdr_log is not None:
             self.state.hdr_entries.append(
                 hdrlog.Entry(hdrlog.tag_for(spec.name, f"r{round_no}"), started_epoch_s, load))
-            hdrlog.write_log(self.config.hdr_log, self.state.hdr_entries)
+            self.keeper.write("--hdr-log", self.config.hdr_log, hdrlog.render_log(self.state.hdr_entries))
 
 
 def run_experiment(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
-    return Experiment(config, reporter).run()
+    """Run ``config``; OutputWriteError if its results had to go to a fallback file (the error names it)."""
+    keeper = OutputKeeper()
+    result = Experiment(config, reporter, keeper=keeper).run()
+    keeper.raise_if_fell_back()
+    return result
 

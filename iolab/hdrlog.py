@@ -25,6 +25,7 @@ from hdrh.log import HistogramLogReader, HistogramLogWriter
 from iolab import latency
 from iolab.drivers.base import LoadResult
 from iolab.drivers.summary import histogram_of
+from iolab.outputs import write_text_atomic
 
 # The interval's max column is written in milliseconds (values are µs), as HdrHistogram's tools expect
 # with their default output unit ratio for µs-recorded logs.
@@ -71,8 +72,12 @@ def intervals(entry: Entry) -> list[tuple[str, float, float, HdrHistogram]]:
 
 def write_log(path: str | os.PathLike[str], entries: Sequence[Entry]) -> Path:
     """(Re)writes the whole log for ``entries`` atomically; call it again as runs are added."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, render_log(entries))
+    return Path(path)
+
+
+def render_log(entries: Sequence[Entry]) -> str:
+    """The whole log for ``entries`` as text."""
     buf = io.StringIO()
     writer = HistogramLogWriter(buf)
     writer.output_log_format_version()
@@ -91,10 +96,7 @@ def write_log(path: str | os.PathLike[str], entries: Sequence[Entry]) -> Path:
         line = io.StringIO()
         HistogramLogWriter(line).output_interval_histogram(hist, t_start, t_end, _MAX_VALUE_UNIT_RATIO)
         buf.write(f"Tag={tag},{line.getvalue()}")
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    return buf.getvalue()
 
 
 def read_log(path: str | os.PathLike[str]) -> list[HdrHistogram]:

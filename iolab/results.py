@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import types
 import typing
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
 from iolab.errors import ResultsFileError
+from iolab.outputs import write_text_atomic
 
 SCHEMA_NAME = "iolab.run"
 SCHEMA_VERSION = 1
@@ -268,18 +268,10 @@ def dump_document(record: Any) -> str:
 
 
 def save_document(record: Any, path: str | os.PathLike[str]) -> Path:
-    """Write atomically (temp file + rename) so a crash mid-write never leaves half a document."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".iolab-", suffix=".json", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dump_document(record))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    """Write atomically (temp file + rename) so a crash mid-write never leaves half a document, and never
+    over anything but a regular file (iolab.outputs.write_text_atomic). Raises OSError."""
+    write_text_atomic(path, dump_document(record))
+    return Path(path)
 
 
 def read_document(path: str | os.PathLike[str]) -> tuple[str, str]:

@@ -16,8 +16,9 @@ from iolab.demo.scenarios import select, skipped
 from iolab.drivers import validate
 from iolab.drivers.base import LoadSpec, parse_duration
 from iolab.errors import UsageError
-from iolab.experiment import Experiment
+from iolab.experiment import Experiment, experiment_outputs
 from iolab.export import markdown, terminal
+from iolab.outputs import OutputKeeper, check_outputs
 from iolab.results import RoundRecord, RunResult
 from iolab.sinks import parse_rate
 from iolab.targets import AppTarget, CommandTarget, RunningTarget, Target, check_pid, check_url
@@ -211,40 +212,44 @@ class LineReporter:
 
 
 def write_outputs(result: RunResult, markdown_path: Path | None, console: Console,
-                  html_path: Path | None = None) -> None:
+                  html_path: Path | None = None, keeper: OutputKeeper | None = None) -> None:
+    keeper = keeper or OutputKeeper()
     if html_path is not None:
         from iolab.export import html  # imports matplotlib: only when a page is asked for
 
-        html_path.parent.mkdir(parents=True, exist_ok=True)
-        html_path.write_text(html.render(result), encoding="utf-8")
+        keeper.write("--html", html_path, html.render(result))
     if markdown_path is not None:
         text = markdown.render(result)
         if str(markdown_path) == "-":
             sys.stdout.write(text)
         else:
-            markdown_path.parent.mkdir(parents=True, exist_ok=True)
-            markdown_path.write_text(text, encoding="utf-8")
+            keeper.write("--markdown", markdown_path, text)
     terminal.print_report(result, console)
 
 
 def run_from_cli(kw: dict[str, Any], default_output: Path) -> RunResult:
     config = build_config(kw, default_output)
+    # Every file the run will write, checked before any server starts (exit 2, nothing measured).
+    check_outputs(*experiment_outputs(config), ("--markdown", kw.get("markdown")), ("--html", kw.get("html")),
+                  stdout=("--markdown",))
+    keeper = OutputKeeper()
     # Without a terminal (a pipe, a CI log) rich would wrap at 80 columns and cut the tables' cells.
     out = Console() if sys.stdout.isatty() else Console(width=200)
     err = Console(stderr=True)
     if kw.get("quiet"):
-        result = Experiment(config).run()
+        result = Experiment(config, keeper=keeper).run()
     elif not err.is_terminal:
         err.print(f"iolab run: {len(config.scenarios)} scenario(s) × {config.rounds} round(s) "
                   f"→ {config.output}", highlight=False)
-        result = Experiment(config, LineReporter(err)).run()
+        result = Experiment(config, LineReporter(err), keeper=keeper).run()
     else:
         with ProgressReporter(err) as bar:
-            result = Experiment(config, bar).run()
-    write_outputs(result, kw.get("markdown"), out, kw.get("html"))
-    out.print(f"results: {config.output}", highlight=False)
+            result = Experiment(config, bar, keeper=keeper).run()
+    write_outputs(result, kw.get("markdown"), out, kw.get("html"), keeper)
+    out.print(f"results: {keeper.where(config.output)}", highlight=False)
     if config.hdr_log is not None:
-        out.print(f"HdrHistogram log: {config.hdr_log}", highlight=False)
+        out.print(f"HdrHistogram log: {keeper.where(config.hdr_log)}", highlight=False)
+    keeper.raise_if_fell_back()  # exit 9, naming the fallback files
     return result
 
 
@@ -255,6 +260,9 @@ def compare_from_cli(base_path: Path, new_path: Path, gate_texts: tuple[str, ...
     from iolab.errors import GateFailedError
     from iolab.export import tables
 
+    # Unwritable outputs are bad input (exit 2), found before anything is read or any gate judged.
+    check_outputs(("--markdown", markdown_path), ("--html", html_path), stdout=("--markdown",))
+    keeper = OutputKeeper()
     gates = [parse_gate(g) for g in gate_texts]  # a malformed gate fails before any file is read
     base = results.load(base_path)
     new = results.load(new_path)
@@ -275,13 +283,12 @@ def compare_from_cli(base_path: Path, new_path: Path, gate_texts: tuple[str, ...
         if str(markdown_path) == "-":
             sys.stdout.write(text)
         else:
-            markdown_path.write_text(text, encoding="utf-8")
+            keeper.write("--markdown", markdown_path, text)
     if html_path is not None:  # before the gates decide the exit code: a failing CI keeps its page
         from iolab.export import html
 
-        html_path.parent.mkdir(parents=True, exist_ok=True)
-        html_path.write_text(html.render_comparison(rc, (str(base_path), str(new_path)), gates),
-                             encoding="utf-8")
+        keeper.write("--html", html_path, html.render_comparison(rc, (str(base_path), str(new_path)), gates))
+    keeper.raise_if_fell_back()
     if gates:  # after every output is written: a failing CI keeps its tables and page
         for check in rc.passed:
             out.print(f"gate passed: {check.describe()}", highlight=False, markup=False, soft_wrap=True)
@@ -295,6 +302,7 @@ def compare_from_cli(base_path: Path, new_path: Path, gate_texts: tuple[str, ...
 def report_from_cli(results_file: Path, fmt: str | None, output: Path | None) -> None:
     from iolab import results
 
+    check_outputs(("-o", output), stdout=("-o",))
     result = results.load(results_file)
     if fmt is None:
         suffix = output.suffix.lower() if output is not None and str(output) != "-" else ""
@@ -313,5 +321,6 @@ def report_from_cli(results_file: Path, fmt: str | None, output: Path | None) ->
     if output is None or str(output) == "-":
         sys.stdout.write(text)
     else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        keeper = OutputKeeper()
+        keeper.write("-o", output, text)
+        keeper.raise_if_fell_back()

@@ -17,6 +17,7 @@ from rich.console import Console
 from iolab.cli_options import limit_options, limits_request
 from iolab.demo.scenarios import select
 from iolab.errors import UsageError
+from iolab.outputs import OutputKeeper, check_outputs
 from iolab.results import RoundRecord
 
 DEFAULT_STRATEGIES = "sync-handler,async-blocking-log,queue-async"
@@ -103,12 +104,12 @@ class LineReporter:
 @click.option("--interval", "interval_s", default=0.25, show_default=True, type=click.FloatRange(min=0.05),
               help="Seconds between /proc samples.")
 @limit_options
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Sweep document (JSON, iolab.sweep/1); cell runs go in a directory of the same name. "
                    "Default: iolab-results/sweep-<timestamp>.json")
-@click.option("--svg", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--svg", type=click.Path(path_type=Path), default=None,
               help="Heat map (default: next to -o, .svg).")
-@click.option("--html", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--html", type=click.Path(path_type=Path), default=None,
               help="Also write an HTML page: reading, heat map, tables.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def sweep_command(**kw: Any) -> None:
@@ -129,6 +130,7 @@ def sweep_command(**kw: Any) -> None:
         values_table,
         winner_table,
     )
+    from iolab.sweep.run import cell_file
 
     names = tuple(s.name for s in select(kw["scenario"]))
     output: Path = kw["output"] or Path("iolab-results") / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
@@ -139,25 +141,32 @@ def sweep_command(**kw: Any) -> None:
         warmup=_auto_int(kw["warmup"], "--warmup"), seconds_per_round=kw["seconds"],
         concurrency=kw["concurrency"], rounds=kw["rounds"], interval_s=kw["interval_s"], limits=limits_request(kw),
     )
+    svg_path: Path = kw["svg"] or output.with_suffix(".svg")
+    if output.with_suffix("") == output:
+        raise UsageError(f"-o {output}: give the sweep document a suffix (e.g. {output}.json); its cell runs go "
+                         f"in the directory {output}")
+    # Every file the sweep will write, before anything is measured (exit 2).
+    check_outputs(("-o", output), ("--svg", svg_path), ("--html", kw["html"]),
+                  *(("-o (a cell's run)", cell_file(output, w, lat)) for w in spec.work_us for lat in spec.sink_latency_ms))
+    keeper = OutputKeeper()
     err = Console(stderr=True, width=200)
     cells = len(spec.work_us) * len(spec.sink_latency_ms)
     if not kw["quiet"]:
         err.print(f"iolab sweep: {cells} cells × {len(names)} strategies × {spec.rounds} rounds → {output}",
                   highlight=False)
-    result = Sweep(spec, LineReporter(err, kw["quiet"])).run()
-    svg_path: Path = kw["svg"] or output.with_suffix(".svg")
+    result = Sweep(spec, LineReporter(err, kw["quiet"]), keeper=keeper).run()
     svg = render_heatmap_svg(grid(result))
-    svg_path.parent.mkdir(parents=True, exist_ok=True)
-    svg_path.write_text(svg, encoding="utf-8")
+    keeper.write("--svg", svg_path, svg)
     if kw["html"] is not None:
-        kw["html"].parent.mkdir(parents=True, exist_ok=True)
-        kw["html"].write_text(render_html(result, svg), encoding="utf-8")
+        keeper.write("--html", kw["html"], render_html(result, svg))
     out = Console() if sys.stdout.isatty() else Console(width=200)
     out.print(winner_table(result))
     out.print(values_table(result))
     out.print(result.reading, highlight=False)
-    out.print(f"sweep: {output} · heat map: {svg_path}" + (f" · page: {kw['html']}" if kw["html"] else "")
-              + f" · {result.wall_s:.0f} s", highlight=False)
+    page = f" · page: {keeper.where(kw['html'])}" if kw["html"] else ""
+    out.print(f"sweep: {keeper.where(output)} · heat map: {keeper.where(svg_path)}{page} · {result.wall_s:.0f} s",
+              highlight=False)
+    keeper.raise_if_fell_back()
 
 
 def main() -> None:

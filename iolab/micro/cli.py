@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import signal
 import sys
-from pathlib import Path
 from types import FrameType
 
 import click
 from rich.console import Console
 
 from iolab.micro.report import print_report, render_markdown
-from iolab.micro.results import MicroResult, RunRecord, save
+from iolab.micro.results import MicroResult, RunRecord, dumps
 from iolab.micro.runner import MicroOptions, MicroRunFailed, Progress, measure
 from iolab.micro.target import parse_modes, parse_stdout_kinds
+from iolab.outputs import OutputKeeper, check_outputs
 
 EPILOG = """\b
 Examples:
@@ -87,6 +87,8 @@ def micro_command(program: tuple[str, ...], input_path: str | None, runs: int, w
         keep_going=keep_going, python=python, stdout_kinds=parse_stdout_kinds(stdout_kinds),
         modes=parse_modes(modes),
     )
+    check_outputs(("-o", json_path), ("--markdown", md_path))  # before anything runs (exit 2)
+    keeper = OutputKeeper()
     # A closed terminal (SIGHUP) takes the Ctrl-C path too: the programs run in sessions of their own,
     # so nothing else would stop them. (The top-level group does the same for SIGTERM.)
     previous = signal.signal(signal.SIGHUP, _interrupt)
@@ -95,14 +97,15 @@ def micro_command(program: tuple[str, ...], input_path: str | None, runs: int, w
     finally:
         signal.signal(signal.SIGHUP, previous)
     if json_path:
-        save(result, json_path)
+        keeper.write("-o", json_path, dumps(result))
     if result.status == "interrupted":
         raise KeyboardInterrupt  # the top-level group reports it and exits 130
     if result.status == "stopped":
         raise _stop(result)
     print_report(result, Console(width=None if sys.stdout.isatty() else 160))
     if md_path:
-        Path(md_path).write_text(render_markdown(result), encoding="utf-8")
+        keeper.write("--markdown", md_path, render_markdown(result))
     if result.status == "failed":
         n = len(failed_runs(result))
         raise MicroRunFailed(f"{n} run(s) failed or timed out; they are left out of the figures")
+    keeper.raise_if_fell_back()

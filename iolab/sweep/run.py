@@ -30,10 +30,11 @@ from iolab.demo.scenarios import BY_NAME, select
 from iolab.errors import ServerDiedError, UsageError
 from iolab.experiment import Experiment, Reporter
 from iolab.limits import LimitsRequest
+from iolab.outputs import OutputKeeper
 from iolab.results import RoundRecord, RunResult
 from iolab.results import load as load_run
 from iolab.sweep import analysis
-from iolab.sweep.model import SCHEMA, Cell, SweepResult, save
+from iolab.sweep.model import SCHEMA, Cell, SweepResult, dumps
 
 # Server CPU per request of the demo's logging endpoints with no knob, measured here (2-core VM):
 # 0.3–0.8 ms; the upper end keeps the slow cells from running long.
@@ -130,13 +131,16 @@ class _CellReporter:
 
 class Sweep:
     def __init__(self, spec: SweepSpec, reporter: SweepReporter | None = None,
-                 experiment: Callable[[RunConfig, Reporter], RunResult] | None = None) -> None:
+                 experiment: Callable[[RunConfig, Reporter], RunResult] | None = None,
+                 keeper: OutputKeeper | None = None) -> None:
         select(",".join(spec.scenarios))  # unknown or not installed: the UsageError that says so
         if any(name not in BY_NAME for name in spec.scenarios):
             raise UsageError("a sweep takes scenario names (expand groups with iolab.demo.scenarios.select)")
         self.spec = spec
         self.reporter = reporter
-        self._experiment = experiment or (lambda cfg, rep: Experiment(cfg, rep).run())
+        # The sweep document and every cell's run: one that cannot be written goes on in a fallback file.
+        self.keeper = keeper or OutputKeeper()
+        self._experiment = experiment or (lambda cfg, rep: Experiment(cfg, rep, keeper=self.keeper).run())
         self.cells: list[Cell] = []
         self.limits: dict[str, object] = {}
         self.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -160,7 +164,7 @@ class Sweep:
 
     def save(self, status: str) -> SweepResult:
         result = self.snapshot(status)
-        save(result, self.spec.output)
+        self.keeper.write("-o", self.spec.output, dumps(result))
         return result
 
     def run(self) -> SweepResult:
@@ -190,10 +194,10 @@ class Sweep:
             run = self._experiment(cfg, _CellReporter(self.reporter))
         except ServerDiedError as exc:  # some round failed: the file holds the rounds that did not
             error = str(exc)
-            run = load_run(cfg.output)
+            run = load_run(self.keeper.where(cfg.output))
         self.limits = dict(run.limits)
-        rel = cfg.output.relative_to(self.spec.output.parent) if cfg.output.is_relative_to(
-            self.spec.output.parent) else cfg.output
+        where = self.keeper.where(cfg.output)
+        rel = where.relative_to(self.spec.output.parent) if where.is_relative_to(self.spec.output.parent) else where
         deferred = frozenset(n for n in self.spec.scenarios if BY_NAME[n].defers)
         fields = analysis.analyse(run, self.spec.metric, deferred)
         ok = error is None and "winner" in fields
