@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from iolab import procs
 from iolab.drivers.base import LoadResult, LoadSpec, ProgressCallback, Schedule
 from iolab.drivers.request import encode_request, spec_from_json, spec_to_json
 from iolab.errors import DriverError
@@ -70,6 +71,7 @@ def _run_child(
             stderr=subprocess.PIPE,
             bufsize=0,
             start_new_session=True,
+            preexec_fn=procs.die_with_parent(),  # a SIGKILL of iolab kills the load too
         )
     except OSError as exc:
         raise DriverError(f"cannot start the builtin driver: {exc}") from None

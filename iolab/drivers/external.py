@@ -3,8 +3,8 @@
 Each tool's module builds its command line from a ``LoadSpec`` and parses what the tool printed; this one
 runs the command: pinned with ``taskset`` (the tool then starts on the given CPUs, every thread of it;
 setting the affinity after the start would miss the threads a Go program has already made), in a session
-of its own (a Ctrl-C in the terminal reaches iolab, which then kills the tool's whole group), its CPU
-read from ``wait4``. Progress is the time elapsed, as none of the three says how far it got until it ends
+of its own (a Ctrl-C in the terminal reaches iolab, which then kills the tool's whole group) and with a
+parent-death signal (a SIGKILL of iolab kills it too, procs.py), its CPU read from ``wait4``. Progress is the time elapsed, as none of the three says how far it got until it ends
 (ab prints "Completed N requests" every 10 %, which is used where it comes).
 """
 
@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from iolab import procs
 from iolab.drivers.base import LoadSpec, ProgressCallback
 from iolab.errors import DriverError, UsageError
 
@@ -104,7 +105,8 @@ def run_tool(argv: Sequence[str], spec: LoadSpec, progress: ProgressCallback | N
     started = time.monotonic()
     try:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
+                                stderr=subprocess.PIPE, start_new_session=True,
+                                preexec_fn=procs.die_with_parent())  # taskset execs: the tool keeps it
     except OSError as exc:
         raise DriverError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
     try:
