@@ -1,26 +1,29 @@
 """Every process iolab starts dies with iolab, even when iolab itself is killed with SIGKILL.
 
-Two mechanisms, one per kind of child:
+Two mechanisms:
 
-- ``die_with_parent()``, the ``preexec_fn`` of every ``subprocess.Popen`` of ours (the server, the load
-  drivers, helper probes). Between fork and exec the child asks the kernel for SIGKILL when its parent
-  dies (``PR_SET_PDEATHSIG``), then checks that its parent is still the process that forked it: had the
-  parent died before the ``prctl``, the signal would never come, so the child exits at once instead.
-  ``PR_SET_PDEATHSIG`` survives ``execve`` (``taskset``, ``systemd-run --scope`` exec the real program in
-  the same process, so it is kept) but not ``fork``: a child's own children are not covered.
-- ``guard()``, a watchdog process for what the first cannot reach: the program of ``iolab micro`` (forked
-  by util-linux ``setsid``, see micro/spawn.py: running a wrapper in it would add its CPU and syscalls
-  to what is measured) and the process group of every server (uvicorn/gunicorn workers, a ``--cmd``
-  shell's children). Registered groups are SIGKILLed when iolab's end of the guard's stdin closes, which
-  the kernel does whenever iolab exits, however it exits. A process that starts a session or group of
-  its own escapes both; the server's cgroup (limits.py) still holds it, and the next start kills it.
+- ``die_with_parent()``, a ``preexec_fn`` for ``subprocess``: between fork and exec the child asks the
+  kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``), then checks that its parent is still the
+  process that forked it: had the parent died before the ``prctl``, the signal would never come, so the
+  child exits at once instead. The signal survives ``execve`` (``systemd-run --scope`` execs the server in
+  the same process) but not ``fork``: the child's own children are not covered. Used for the server, the
+  builtin driver's process and micro's interpreter probe.
+- ``guard()``, a watchdog process told the process groups to kill when iolab goes: the kernel closes
+  iolab's end of the guard's stdin however iolab exits, and at EOF the guard SIGKILLs what is still
+  registered. It covers what the first cannot, at no cost to the child: the server's whole group (uvicorn
+  or gunicorn workers, a ``--cmd`` shell's children), ``ab``/``wrk``/``hey`` (a ``preexec_fn`` makes
+  subprocess fork iolab instead of vfork, and the copied address space costs the child 2–3 ms of CPU, which
+  would land in the tool's reported CPU; see drivers/external.py) and ``iolab micro``'s program (forked by
+  util-linux ``setsid``; see micro/spawn.py). A process that starts a session or group of its own escapes
+  both; the server's cgroup (limits.py) still holds it, and the next run's sweep kills it.
 
 The kernel's trap: the parent-death signal fires when the *thread* that forked the child exits, not the
 process. Every child of iolab is started and reaped within one call on one thread (``ServerProcess`` is
 stopped in the ``_measure`` that started it, the drivers ``wait4`` in ``run_tool``/``_run_child``, micro
 reaps in ``Executor.run``), so the forking thread always outlives its child; iolab's commands start all
-of them on the main thread. A library caller who runs an experiment on a short-lived thread is safe for
-the same reason. Do not start a child here and hand it to another thread to wait for.
+of them on the main thread (no thread of iolab's, the probe's sampler or a sink's drain, starts one). A
+library caller who runs an experiment on a short-lived thread is safe for the same reason. Do not start a
+child with ``die_with_parent`` and hand it to another thread to wait for.
 """
 
 from __future__ import annotations
