@@ -452,3 +452,19 @@ def test_v1_oom_control_and_the_old_kernel_fallback(tmp_path: Path) -> None:
         assert s.memory_limit_kill(1) is None
         (path / "memory.max_usage_in_bytes").write_text(f"{40 * MiB}\n")
         assert s.memory_limit_kill(-9) is None
+
+
+def test_v2_sweep_looks_in_our_cgroup_and_its_ancestors_only(tmp_path: Path) -> None:
+    own = "/user.slice/user-1000.slice/user@1000.service/app.slice/term.scope"
+    root = _fake(tmp_path, "29 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n", cgroup=f"0::{own}\n")
+    top = tmp_path / "sys/fs/cgroup"
+    app = top / "user.slice/user-1000.slice/user@1000.service/app.slice"
+    (top / own.lstrip("/")).mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale, live = app / f"iolab-{dead.pid}-0", app / f"iolab-{os.getpid()}-0"
+    elsewhere = top / "user.slice/other.scope" / f"iolab-{dead.pid}-1"  # not on our path up: not looked at
+    for d in (stale, live, elsewhere):
+        d.mkdir(parents=True)
+    assert sweep_stale(root) == [str(stale)]
+    assert not stale.exists() and live.exists() and elsewhere.exists()
