@@ -79,10 +79,12 @@ def _cgroup_lines(pid: int) -> str:
 def test_quota_affinity_and_close_on_a_real_server(
     session: Callable[..., LimitSession], spawn: Callable[..., subprocess.Popen[str]]
 ) -> None:
-    s = session()
+    # 0.1 CPU, not the default 0.5: on a busy machine the loop's fair share of its core can stay under 0.5
+    # (three other loops on CPU 0 held it at ~0.25: never throttled), never under 0.1.
+    s = session(cpus=0.1)
     applied = s.prepare()
     assert applied.method in ("cgroup1", "cgroup2")
-    assert applied.cpus == 0.5 and applied.memory_bytes == 256 * MiB
+    assert applied.cpus == 0.1 and applied.memory_bytes == 256 * MiB
     assert s.wrap_command(["uvicorn", "x:app"]) == ["uvicorn", "x:app"]
     child = spawn("while True: pass")
     s.attach(child.pid)
@@ -97,7 +99,7 @@ def test_quota_affinity_and_close_on_a_real_server(
     t0, c0 = time.monotonic(), sum(proc.cpu_times()[:2])
     time.sleep(1.5)
     used = (sum(proc.cpu_times()[:2]) - c0) / (time.monotonic() - t0)
-    assert 0.1 < used < 0.8, f"a busy loop under a 0.5-CPU quota used {used:.2f} CPU"
+    assert 0.02 < used < 0.3, f"a busy loop under a 0.1-CPU quota used {used:.2f} CPU"
     stat = s.read_cpu_stat()
     assert (
         stat["nr_throttled"] > 0 and stat["throttled_usec"] > 0 and stat["nr_periods"] >= stat["nr_throttled"]
