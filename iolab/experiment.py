@@ -20,7 +20,7 @@ from iolab.config import RunConfig, ScenarioSpec
 from iolab.drivers import get_driver
 from iolab.drivers.base import LoadResult, LoadSpec
 from iolab.drivers.summary import behind_schedule
-from iolab.errors import NoSuchProcess, ServerDiedError
+from iolab.errors import NoSuchProcess, ServerDiedError, ServerStartError
 from iolab.limits import AppliedLimits, LimitSession
 from iolab.outputs import OutputKeeper, OutputPath, check_outputs
 from iolab.probe import Counters, Probe, delta, thread_totals
@@ -300,10 +300,16 @@ class Experiment:
                                    attach=session.attach, cwd=None)
             try:
                 detail = lambda: _tail_text(sink.counts().tail)  # noqa: E731 - read at failure time
-                if isinstance(target, CommandTarget):
-                    wait_http_ready(url, server, cfg.ready_timeout_s, detail)
-                else:
-                    server.wait_ready(LOOPBACK, port, cfg.ready_timeout_s, failure_detail=detail)
+                try:
+                    if isinstance(target, CommandTarget):
+                        wait_http_ready(url, server, cfg.ready_timeout_s, detail)
+                    else:
+                        server.wait_ready(LOOPBACK, port, cfg.ready_timeout_s, failure_detail=detail)
+                except ServerStartError:
+                    oom = session.memory_limit_kill(server.poll())  # before the cgroup goes
+                    if oom:
+                        raise ServerStartError(f"{oom} before it was ready{detail()}") from None
+                    raise
                 return self._load_and_probe(spec, round_no, started, url, server.pid, server, session, applied,
                                             stdout_info)
             finally:
@@ -320,9 +326,10 @@ class Experiment:
                         arrival=cfg.arrival)
         probe = Probe(pid, interval_s=cfg.interval_s) if pid is not None else None
         c1: Counters | None = None
-        if probe is not None:
-            probe.start()
+        load: LoadResult | None = None
         try:
+            if probe is not None:
+                probe.start()
             if cfg.warmup > 0:
                 self.reporter.phase("warm-up")
                 if cfg.driver == "wrk":  # wrk counts time, not requests: a short closed loop
@@ -345,6 +352,8 @@ class Experiment:
             cpu1 = facts.read_cpu_times()
             throttle1 = session.read_cpu_stat() if session else {}
             nonblocking = _fd_nonblocking(pid) if pid is not None else None
+        except NoSuchProcess:
+            c1 = None  # the server vanished (killed by the memory limit, crashed): the died path below
         finally:
             if probe is not None:
                 probe.stop()
@@ -354,9 +363,12 @@ class Experiment:
             counts = server.sink.close() if server else None
             tail = counts.tail if counts else ()
             what = f"exit code {code}" if server else f"PID {pid} is gone"
-            msg = f"the server died mid-run ({what}) during {spec.path}{_tail_text(tail)}"
+            oom = session.memory_limit_kill(code) if session else None  # read before the cgroup goes
+            msg = (f"{oom} during {spec.path}" if oom else
+                   f"the server died mid-run ({what}) during {spec.path}") + _tail_text(tail)
             stdout = replace(stdout_info, bytes=counts.bytes, lines=counts.lines) if counts else stdout_info
             return failed_round(round_no, started, msg, stdout, tail, load)
+        assert load is not None  # the load ran: only a vanished server (died, above) leaves it unset
         side = None
         if probe is not None and c0 is not None and c1 is not None:
             side = ServerSide(delta(c0, c1),

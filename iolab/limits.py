@@ -21,10 +21,11 @@ import signal
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import NamedTuple
 
 import psutil
 
-from iolab.errors import LimitsError
+from iolab.errors import LimitsError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,24 @@ class LimitsRequest:
     memory_bytes: int | None = 256 * 1024 * 1024  # None (or 0) = no memory limit
     pin: bool = True  # pin server and load to different cores when >= 2 are available
     require: bool = False  # raise LimitsError instead of falling back to method "none"
+
+    def __post_init__(self) -> None:
+        # The CLI says so with the option's name (cli_options.limits_request); this catches the API.
+        try:
+            check_memory_limit(self.memory_bytes)
+            if 0 < self.cpus < MIN_CPUS:
+                raise ValueError(f"{self.cpus:g} CPU is below the smallest CPU limit, {MIN_CPUS:g}")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+
+class _Final(NamedTuple):
+    """What close() read from the cgroups before removing them."""
+
+    cpu_stat: dict[str, int]
+    memory_peak_bytes: int | None
+    oom_kills: int | None
+    v1_limit_hit: bool | None
 
 
 @dataclass(frozen=True)
@@ -78,6 +97,17 @@ class AppliedLimits:
 
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+MiB = 1 << 20
+
+# The smallest memory limit accepted. Measured here (Linux 6.18, Python 3.11): the demo server
+# (`python -m iolab.serve … iolab.demo.app:app`, uvicorn with uvloop/httptools and FastAPI) holds 49 MB of
+# RSS right after start-up, 32 MB of it anonymous (/proc/PID/status RssAnon 32,696 kB; the rest is file
+# pages the kernel can reclaim). With `--memory 24M` it was killed before it was ready (exit -9); with 32M
+# it started and served, slowly. A smaller limit measures the OOM killer, not the server.
+MIN_MEMORY_BYTES = 32 * MiB
+# The smallest CPU limit: the kernel's smallest quota, 1 ms per CFS period of 100 ms (cpu.cfs_quota_us and
+# cpu.max refuse less than 1000 µs).
+MIN_CPUS = 0.01
 
 
 def parse_memory(text: str) -> int:
@@ -88,14 +118,33 @@ def parse_memory(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
+def check_memory_limit(value: int | None) -> None:
+    """ValueError for a limit below MIN_MEMORY_BYTES (None or 0: no limit)."""
+    if value and value < MIN_MEMORY_BYTES:
+        raise ValueError(f"{format_bytes(value)} is below the smallest memory limit iolab accepts, "
+                         f"{format_bytes(MIN_MEMORY_BYTES)} (a Python server does not start in less; 0 = no limit)")
+
+
+def format_bytes(n: int) -> str:
+    """256 MiB, 1 GiB, 1.5 GiB, 512 KiB or 1000 bytes: binary units, exact where they can be."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1 << 10)):
+        if n >= size:
+            value = n / size
+            return f"{value:g} {unit}" if value == round(value, 2) else f"{value:.2f} {unit}"
+    return f"{n} bytes"
+
+
 def parse_cpus(text: str) -> float:
     """CPUs in "0.5", "2" or "0" (no limit); the kernel's smallest quota is 1 ms per 100 ms period."""
     try:
         value = float(text)
     except ValueError:
         raise ValueError(f"not a CPU count: {text!r} (try 0.5, 2, or 0 for no limit)") from None
-    if not math.isfinite(value) or value < 0 or 0 < value < 0.01:
-        raise ValueError(f"CPU count must be 0 (no limit) or at least 0.01, not {text!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"not a CPU count: {text!r} (try 0.5, 2, or 0 for no limit)")
+    if 0 < value < MIN_CPUS:
+        raise ValueError(f"{text.strip()} CPU is below the smallest CPU limit, {MIN_CPUS:g} (1 ms per 100 ms "
+                         "period, the kernel's smallest quota; 0 = no limit)")
     return value
 
 
@@ -229,7 +278,7 @@ class LimitSession:
         self._mem_dir: str | None = None
         self._pids: list[int] = []
         self._closed = False
-        self._final: tuple[dict[str, int], int | None] | None = None
+        self._final: _Final | None = None
 
     # -- choosing and creating
     def prepare(self) -> AppliedLimits:
@@ -402,7 +451,7 @@ class LimitSession:
     def read_cpu_stat(self) -> dict[str, int]:
         """nr_periods, nr_throttled, throttled_usec (v1's throttled_time is ns); {} when there is no cgroup."""
         if self._final is not None:
-            return dict(self._final[0])
+            return dict(self._final.cpu_stat)
         cpu_dir = self._cpu_dir or self._systemd_dir("cpu")
         if cpu_dir is None:
             return {}
@@ -424,7 +473,7 @@ class LimitSession:
 
     def read_memory_peak_bytes(self) -> int | None:
         if self._final is not None:
-            return self._final[1]
+            return self._final.memory_peak_bytes
         mem_dir = self._mem_dir or self._systemd_dir("memory")
         if mem_dir is None:
             return None
@@ -432,6 +481,61 @@ class LimitSession:
             with contextlib.suppress(OSError, ValueError):
                 return int(_read(os.path.join(mem_dir, fname)).split()[0])
         return None
+
+    def oom_kills(self) -> int | None:
+        """Processes the OOM killer killed in the server's cgroup because of its memory limit.
+
+        v2: ``memory.events`` ``oom_kill`` (the cgroup and those below it); v1: ``memory.oom_control``
+        ``oom_kill`` (Linux 4.13+). ``oom_kill`` also counts kills by a machine-wide OOM, so it is taken
+        as the limit's only when the limit was reached (v2 ``oom``; v1 ``memory.max_usage_in_bytes`` at
+        the limit, as v1 ``memory.failcnt`` stayed 0 on Linux 6.18 while a hog was OOM-killed at it).
+        None when there is no counter: no memory cgroup, an older v1 kernel, or a systemd scope already
+        removed. Read it before close() removes the cgroup; close() keeps the last value.
+        """
+        if self._final is not None:
+            return self._final.oom_kills
+        mem_dir = self._mem_dir or self._systemd_dir("memory")
+        if mem_dir is None:
+            return None
+        events = _keyed(os.path.join(mem_dir, "memory.events"))
+        if "oom_kill" in events:
+            return events["oom_kill"] if events.get("oom", 1) > 0 else 0
+        oom = _keyed(os.path.join(mem_dir, "memory.oom_control"))
+        if "oom_kill" in oom:
+            return oom["oom_kill"] if self._v1_limit_hit(mem_dir) is not False else 0
+        return None
+
+    def _v1_limit_hit(self, mem_dir: str | None = None) -> bool | None:
+        """v1: did usage reach the limit? failcnt > 0, or the peak within 3 % of it; None: cannot tell."""
+        limit = self._applied.memory_bytes if self._applied else None
+        mem_dir = mem_dir or self._mem_dir
+        if mem_dir is None or not limit:
+            return None
+        failcnt = _keyed_value(os.path.join(mem_dir, "memory.failcnt"))
+        peak = _keyed_value(os.path.join(mem_dir, "memory.max_usage_in_bytes"))
+        if failcnt is None and peak is None:
+            return None
+        return bool(failcnt) or (peak is not None and peak >= 0.97 * limit)
+
+    def memory_limit_kill(self, returncode: int | None) -> str | None:
+        """"the server was killed by the memory limit (256 MiB)" when the cgroup says its OOM killer acted.
+
+        ``returncode`` is the server's, as subprocess reports it (-9: SIGKILL); None (still running) gives
+        None. Without a counter (v1 before 4.13) a SIGKILL exit with the limit reached counts as one kill.
+        """
+        limit = self._applied.memory_bytes if self._applied else None
+        if not limit or returncode is None:
+            return None
+        kills = self.oom_kills()
+        if kills is None:  # v1 before Linux 4.13: a SIGKILL with usage at the limit
+            hit = self._final.v1_limit_hit if self._final is not None else self._v1_limit_hit()
+            kills = 1 if hit and returncode == -signal.SIGKILL else 0
+        if kills == 0:
+            return None
+        where = f"the memory limit ({format_bytes(limit)})"
+        if returncode == -signal.SIGKILL:
+            return f"the server was killed by {where}"
+        return f"the server exited with code {returncode} after {where} killed {kills} of its processes"
 
     def _systemd_dir(self, ctrl: str) -> str | None:
         """The transient scope systemd-run made for our server, found through the server's /proc."""
@@ -455,7 +559,8 @@ class LimitSession:
         if self._closed:
             return
         try:
-            self._final = (self.read_cpu_stat(), self.read_memory_peak_bytes())
+            self._final = _Final(self.read_cpu_stat(), self.read_memory_peak_bytes(), self.oom_kills(),
+                                 self._v1_limit_hit())
             scope = self._systemd_dir("cpu") or self._systemd_dir("memory")
             if scope:
                 _kill_members(scope, deadline=time.monotonic() + 2)  # systemd removes the empty scope
@@ -474,6 +579,28 @@ class LimitSession:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _keyed(path: str) -> dict[str, int]:
+    """"key value" lines (memory.events, memory.oom_control, cpu.stat) as a dict; {} if unreadable."""
+    try:
+        text = _read(path)
+    except OSError:
+        return {}
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        with contextlib.suppress(ValueError):
+            out[key] = int(value)
+    return out
+
+
+def _keyed_value(path: str) -> int | None:
+    """A file holding one number (memory.failcnt), None if unreadable."""
+    try:
+        return int(_read(path).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def systemd_run_argv(
@@ -509,8 +636,12 @@ def _choose_cores(pin: bool) -> tuple[tuple[int, ...] | None, tuple[int, ...] | 
 
 def _kill_members(path: str, deadline: float) -> bool:
     """SIGKILL every process in the cgroup until it is empty; False when it still is not by the deadline."""
-    with contextlib.suppress(OSError):
-        _write(os.path.join(path, "cgroup.kill"), "1")  # v2, kernel 5.14+: the whole subtree at once
+    with contextlib.suppress(OSError):  # v2, kernel 5.14+: the whole subtree at once. Never created.
+        fd = os.open(os.path.join(path, "cgroup.kill"), os.O_WRONLY)
+        try:
+            os.write(fd, b"1")
+        finally:
+            os.close(fd)
     while True:
         try:
             pids = {int(p) for p in _read(os.path.join(path, "cgroup.procs")).split()} - {os.getpid()}
@@ -528,21 +659,25 @@ def _kill_members(path: str, deadline: float) -> bool:
         time.sleep(0.02)
 
 
-def _kill_and_remove(path: str) -> None:
+def _kill_and_remove(path: str) -> bool:
+    """Kill the cgroup's processes and remove it, cgroups below it first; True when it is gone."""
     deadline = time.monotonic() + 2
-    _kill_members(path, deadline)
-    while True:
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            if e.errno != errno.EBUSY or time.monotonic() > deadline:
-                log.warning("iolab: could not remove cgroup %s (%s)", path, e.strerror)
-                return
-            _kill_members(path, deadline)
-            time.sleep(0.02)
+    below = [d for d, _, _ in os.walk(path, topdown=False)] or [path]  # children first, `path` last
+    for d in below:
+        _kill_members(d, deadline)
+        while True:
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                    log.warning("iolab: could not remove cgroup %s (%s)", d, e.strerror)
+                    return False
+                _kill_members(d, deadline)
+                time.sleep(0.02)
+    return True
 
 
 def find_cgroups(root: str = "/", owner: int | None = None) -> list[str]:
@@ -563,15 +698,43 @@ def find_cgroups(root: str = "/", owner: int | None = None) -> list[str]:
 
 
 def sweep_stale(root: str = "/") -> list[str]:
-    """Remove empty iolab-* cgroups whose owner pid (in the name) is dead; what a crashed run left."""
+    """Kill what is left in the iolab-* cgroups of dead owners (the PID in the name) and remove them.
+
+    What a run killed with SIGKILL left: its cgroups, and in them any process that outlived it (a worker
+    of the server; the server itself has a parent-death signal, procs.py). Only the places where iolab
+    makes cgroups are listed, so this costs a few directory reads, not a walk of every hierarchy: in v2
+    and in the v1 cpu and memory hierarchies, our own cgroup and each of its ancestors up to the mount
+    (v1 nests under our own cgroup or uses the top; v2 climbs to the first ancestor that delegates). A
+    run started from another cgroup (another login session) is swept by the next run started there.
+    """
     removed: list[str] = []
-    for path in find_cgroups(root):
-        m = _NAME_RE.match(os.path.basename(path))
-        if m and not _pid_alive(int(m.group(1))):
-            with contextlib.suppress(OSError):  # EBUSY: still has processes; not ours to kill
-                os.rmdir(path)
-                removed.append(path)
+    for parent in _sweep_dirs(root):
+        try:
+            entries = list(os.scandir(parent))
+        except OSError:
+            continue
+        for entry in entries:
+            m = _NAME_RE.match(entry.name)
+            if m and entry.is_dir(follow_symlinks=False) and not _pid_alive(int(m.group(1))):
+                if _kill_and_remove(entry.path):
+                    removed.append(entry.path)
     return removed
+
+
+def _sweep_dirs(root: str) -> list[str]:
+    """Our own cgroup and its ancestors in every hierarchy iolab makes cgroups in (v2, v1 cpu and memory)."""
+    own = _proc_cgroups(root)
+    dirs: list[str] = []
+    for mount in _mounts(root):
+        if not (mount.v2 or mount.controllers & {"cpu", "memory"}):
+            continue
+        top = os.path.normpath(mount.point)
+        d = os.path.normpath(_dir_of(mount, own) or top)
+        while d.startswith(top + "/"):
+            dirs.append(d)
+            d = os.path.dirname(d)
+        dirs.append(top)
+    return list(dict.fromkeys(dirs))
 
 
 def _pid_alive(pid: int) -> bool:

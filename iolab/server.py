@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from iolab import procs
 from iolab.errors import ServerStartError, UsageError
 from iolab.sinks import Sink
 
@@ -70,16 +71,19 @@ class ServerProcess:
         self.argv = list(argv)
         self.sink = sink
         fd = sink.child_fd()
+        procs.guard().start()  # now, not after the spawn: attach() below should follow the spawn at once
         try:
+            # Dies with us even on SIGKILL (procs.py); its workers, in its group, through the guard.
             self._popen = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env, cwd=cwd,
-                start_new_session=True, close_fds=True,
+                start_new_session=True, close_fds=True, preexec_fn=procs.die_with_parent(),
             )
         except OSError as exc:
             sink.close()
             raise ServerStartError(f"cannot start {self.argv[0]!r}: {exc.strerror or exc}") from None
         self.pid = self._popen.pid
         self.pgid = self.pid  # start_new_session: the server leads its own group
+        procs.guard().watch(self.pgid)
         sink.after_spawn()
         self._exit: ExitInfo | None = None
         if attach is not None:
@@ -140,6 +144,7 @@ class ServerProcess:
                 self._reaped(status, ru)
         # Whatever the server left in its group (a worker, a forked helper) goes too.
         self._signal_group(signal.SIGKILL)
+        procs.guard().forget(self.pgid)
         assert self._exit is not None
         return self._exit
 

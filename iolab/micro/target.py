@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from iolab import procs
 from iolab.errors import UsageError
 from iolab.micro.printoff import launcher_argv
 from iolab.micro.results import PYTHON_MODES, STDOUT_KINDS, TargetInfo
@@ -113,7 +114,8 @@ def interpreter_version(interpreter: str, env: Mapping[str, str]) -> str:
     probe = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
     try:
         done = subprocess.run([interpreter, "-c", probe], env=dict(env), capture_output=True, text=True,
-                              timeout=VERSION_PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
+                              timeout=VERSION_PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False,
+                              preexec_fn=procs.die_with_parent())
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise UsageError(f"{interpreter}: not a working Python interpreter ({exc})") from None
     if done.returncode != 0 or not done.stdout.strip():
