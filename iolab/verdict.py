@@ -204,11 +204,9 @@ def _change_phrase(m: Metric | None, c: Comparison, *, as_speed: bool, ci_label:
 
 
 def _ok_values(s: ScenarioResult, m: Metric) -> list[float]:
-    return [m.round_value(r) for r in s.rounds if r.status == "ok"]
-
-
-def _center(values: Sequence[float], fallback: float) -> float:
-    return median(values) if values else fallback
+    """The metric of each successful round; a round where it is null (not measured) has none."""
+    read = operator.attrgetter(m.source)
+    return [float(v) for r in s.rounds if r.status == "ok" and (v := read(r)) is not None]
 
 
 def _judge(m: Metric, c: Comparison, alpha: float) -> tuple[str, str]:
@@ -238,22 +236,25 @@ def compare(
     metrics: Sequence[str] = DEFAULT_METRICS,
     alpha: float = DEFAULT_ALPHA,
 ) -> list[Comparison]:
-    """One Comparison of b against a per metric, from the rounds with status "ok".
+    """One Comparison of b against a per metric, from the rounds with status "ok"; none for a metric
+    that one of the two has in no such round (null: not measured).
 
-    a_value/b_value are medians of the round values (the scenario's aggregate when it has no successful
-    round); ratio, ci95 and p_value come from :func:`iolab.stats.compare_samples`.
+    a_value/b_value are medians of the round values; ratio, ci95 and p_value come from
+    :func:`iolab.stats.compare_samples`.
     """
     out: list[Comparison] = []
     for name in metrics:
         m = get_metric(name)
         va, vb = _ok_values(a, m), _ok_values(b, m)
+        if not va or not vb:
+            continue  # no measurement on one side (nothing succeeded, or not sampled): no verdict
         est = compare_samples(va, vb, alpha=alpha)
         draft = Comparison(
             a=a.name,
             b=b.name,
             metric=name,
-            a_value=_center(va, m.scenario_value(a)),
-            b_value=_center(vb, m.scenario_value(b)),
+            a_value=median(va),
+            b_value=median(vb),
             ratio=est.ratio,
             ci95=est.ci95,
             p_value=est.p_value,
