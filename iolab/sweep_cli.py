@@ -68,10 +68,9 @@ class LineReporter:
     def round_finished(self, record: RoundRecord, name: str) -> None:
         if self._quiet:
             return
-        if record.status == "ok":
-            self._c.print(f"  {name}: {record.rps:,.0f} req/s, p50 {record.latency_ms.p50:.1f} ms", highlight=False)
-        else:
-            self._c.print(f"  {name}: FAILED — {record.error}", highlight=False)
+        from iolab.runner import round_line
+
+        self._c.print(f"  {name}: {round_line(record)}", highlight=False)
 
     def cell_finished(self, cell: Any) -> None:
         if not self._quiet:
@@ -144,7 +143,8 @@ def sweep_command(**kw: Any) -> None:
     if not kw["quiet"]:
         err.print(f"iolab sweep: {cells} cells × {len(names)} strategies × {spec.rounds} rounds → {output}",
                   highlight=False)
-    result = Sweep(spec, LineReporter(err, kw["quiet"])).run()
+    sweep = Sweep(spec, LineReporter(err, kw["quiet"]))
+    result = sweep.run()
     svg_path: Path = kw["svg"] or output.with_suffix(".svg")
     svg = render_heatmap_svg(grid(result))
     svg_path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,6 +158,9 @@ def sweep_command(**kw: Any) -> None:
     out.print(result.reading, highlight=False)
     out.print(f"sweep: {output} · heat map: {svg_path}" + (f" · page: {kw['html']}" if kw["html"] else "")
               + f" · {result.wall_s:.0f} s", highlight=False)
+    error = sweep.outcome_error()  # after every output is written: a cell that is not ok sets the exit code
+    if error is not None:
+        raise error
 
 
 def main() -> None:
