@@ -118,6 +118,15 @@ def _kill_group(server: ServerProcess | None) -> None:
             os.killpg(server.pgid, signal.SIGKILL)
 
 
+def _worth_measuring(warm: LoadResult | None, watch: SinkWatch | None, server: ServerProcess | None) -> bool:
+    """Can the measured load measure anything after this warm-up?"""
+    if warm is not None and successful(warm) == 0:
+        return False
+    if watch is not None and watch.stalled:
+        return False
+    return server is None or server.poll() is None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -348,19 +357,18 @@ class Experiment:
             with watch or contextlib.nullcontext():
                 if cfg.warmup > 0:
                     self.reporter.phase("warm-up")
-                    if cfg.driver == "wrk":  # wrk counts time, not requests: a short closed loop
-                        warm_spec = replace(base, rate=None, duration_s=1.0)
-                    else:
-                        warm_spec = replace(base, requests=cfg.warmup, rate=None, duration_s=None,
-                                            concurrency=min(cfg.concurrency, cfg.warmup))
-                    warm = self._drive(warm_spec, self.reporter.progress)
-                # A warm-up in which nothing succeeded leaves nothing to measure; the measured load would
-                # only repeat its failures (each waiting out --timeout). The round fails below.
-                if warm is None or successful(warm) > 0:
+                    warm = self._drive(self._warmup_spec(base), self.reporter.progress)
+                # Nothing to measure after the warm-up when nothing in it succeeded (the measured load
+                # would only repeat its failures, each waiting out --timeout), its sink stalled, or the
+                # server is gone (its /proc cannot be read): the round fails below, saying which.
+                try:
+                    c0 = probe.read() if probe and _worth_measuring(warm, watch, server) else None
+                except NoSuchProcess:
+                    c0 = None
+                if _worth_measuring(warm, watch, server) and (probe is None or c0 is not None):
                     self.reporter.phase("measuring")
                     cpu0 = facts.read_cpu_times()
                     throttle0 = session.read_cpu_stat() if session else {}
-                    c0 = probe.read() if probe else None
                     t0, started_epoch_s = time.monotonic(), time.time()
                     load = self._drive(base, self.reporter.progress)
                     wall = time.monotonic() - t0
@@ -374,28 +382,14 @@ class Experiment:
         finally:
             if probe is not None:
                 probe.stop()
-        ran = load or warm
-        if watch is not None and watch.stalled:
-            stdout, tail = self._stop_server(server, stdout_info)
-            msg = f"{watch.stalled} (during {spec.path}); the round was stopped"
-            return failed_round(round_no, started, msg, stdout, tail, ran, SINK_STALLED)
         lost = probe is not None and load is not None and c1 is None  # its /proc went away mid-load
-        if server is not None:
-            died = lost or server.poll() is not None
-        else:
-            died = lost or (pid is not None and not _alive(pid))
-        if died:
-            code = server.stop().returncode if server else None
+        cut = self._cut_short(spec, round_no, started, url, pid, server, stdout_info, watch, warm, load, lost)
+        if cut is not None:
+            return cut
+        if load is None:  # /proc/PID unreadable before the load, yet the process is there
             stdout, tail = self._stop_server(server, stdout_info)
-            what = f"exit code {code}" if server else f"PID {pid} is gone"
-            msg = f"the server died mid-run ({what}) during {spec.path}{_tail_text(tail)}"
-            return failed_round(round_no, started, msg, stdout, tail, ran)
-        if load is None:
-            assert warm is not None
-            stdout, tail = self._stop_server(server, stdout_info)
-            msg = (f"no request succeeded in the warm-up ({cfg.warmup:,} requests, --warmup), so the "
-                   f"measured load was not run: {failure_breakdown(warm, cfg.timeout_s, url)}")
-            return failed_round(round_no, started, msg, stdout, tail, warm, NOTHING_MEASURED)
+            return failed_round(round_no, started, f"the server's /proc/{pid} could not be read before the load "
+                                f"of {spec.path}", stdout, tail, warm)
         side = None
         if probe is not None and c0 is not None and c1 is not None:
             side = ServerSide(delta(c0, c1),
@@ -415,6 +409,40 @@ class Experiment:
         if verdict_of_load.status != "failed":
             self._after_load(spec, round_no, started_epoch_s, load)
         return measured_round(round_no, started, load, side, stdout, rusage, noise, tail, verdict_of_load)
+
+    def _warmup_spec(self, base: LoadSpec) -> LoadSpec:
+        cfg = self.config
+        if cfg.driver == "wrk":  # wrk counts time, not requests: a short closed loop
+            return replace(base, rate=None, duration_s=1.0)
+        return replace(base, requests=cfg.warmup, rate=None, duration_s=None,
+                       concurrency=min(cfg.concurrency, cfg.warmup))
+
+    def _cut_short(self, spec: ScenarioSpec, round_no: int, started: str, url: str, pid: int | None,
+                   server: ServerProcess | None, stdout_info: StdoutInfo, watch: SinkWatch | None,
+                   warm: LoadResult | None, load: LoadResult | None, lost: bool) -> RoundRecord | None:
+        """The failed record of a round whose load could not measure: its sink stalled, the server died,
+        or nothing succeeded in its warm-up (so the measured load never ran). None when it measured."""
+        ran = load or warm
+        if watch is not None and watch.stalled:
+            stdout, tail = self._stop_server(server, stdout_info)
+            msg = f"{watch.stalled} (during {spec.path}); the round was stopped"
+            return failed_round(round_no, started, msg, stdout, tail, ran, SINK_STALLED)
+        if server is not None:
+            died = lost or server.poll() is not None
+        else:
+            died = lost or (pid is not None and not _alive(pid))
+        if died:
+            code = server.stop().returncode if server else None
+            stdout, tail = self._stop_server(server, stdout_info)
+            what = f"exit code {code}" if server else f"PID {pid} is gone"
+            msg = f"the server died mid-run ({what}) during {spec.path}{_tail_text(tail)}"
+            return failed_round(round_no, started, msg, stdout, tail, ran)
+        if load is None and warm is not None:
+            stdout, tail = self._stop_server(server, stdout_info)
+            msg = (f"no request succeeded in the warm-up ({self.config.warmup:,} requests, --warmup), so the "
+                   f"measured load was not run: {failure_breakdown(warm, self.config.timeout_s, url)}")
+            return failed_round(round_no, started, msg, stdout, tail, warm, NOTHING_MEASURED)
+        return None
 
     @staticmethod
     def _stop_server(server: ServerProcess | None,
