@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from iolab.results import RoundRecord, ScenarioResult, Warning
+from iolab.results import (
+    NOTHING_MEASURED,
+    SINK_STALLED,
+    TOO_MANY_ERRORS,
+    RoundRecord,
+    ScenarioResult,
+    Warning,
+)
 from iolab.stats import outliers
 from iolab.verdict import stdout_notes
 
@@ -129,7 +136,7 @@ def scenario_warnings(scenarios: Mapping[str, ScenarioResult], cpus_limit: float
 
 def _findings(s: ScenarioResult, cpus_limit: float | None) -> dict[str, list[int] | None]:
     """kind -> the rounds concerned (None: the scenario as a whole)."""
-    ok = [r for r in s.rounds if r.status == "ok"]
+    ok = [r for r in s.rounds if r.measured]
     found: dict[str, list[int] | None] = {}
 
     def rounds_where(pred: Callable[[RoundRecord], bool], kind: str) -> None:
@@ -145,8 +152,9 @@ def _findings(s: ScenarioResult, cpus_limit: float | None) -> dict[str, list[int
     if cpus_limit:
         rounds_where(lambda r: r.duration_s > 0
                      and r.server_cpu_s / r.duration_s < QUOTA_REACHED_SHARE * cpus_limit, "quota-not-reached")
-    if len(ok) >= MIN_ROUNDS_FOR_OUTLIERS:
-        flagged = [ok[i].round for i in outliers([r.rps for r in ok])]
+    rated = [r for r in ok if r.rps is not None]
+    if len(rated) >= MIN_ROUNDS_FOR_OUTLIERS:
+        flagged = [rated[i].round for i in outliers([r.rps for r in rated if r.rps is not None])]
         if flagged:
             found["disturbed-round"] = flagged
     cv = s.stability_cv_pct
@@ -157,6 +165,43 @@ def _findings(s: ScenarioResult, cpus_limit: float | None) -> dict[str, list[int
     if 0 < s.requests < MIN_REQUESTS_P99_9:
         found["few-requests"] = None
     return found
+
+
+# What to do, per reason a round is not ok (RoundRecord.error_kind). The round's own error says what
+# happened; a server that died is the run's error line (exit 4) and the report's failed-rounds list.
+_OUTCOME_HINTS: dict[str, tuple[str, str]] = {
+    NOTHING_MEASURED: (
+        "nothing-measured",
+        "Its latency, rates and per-request figures are null. Check that the server answers at that address "
+        "(curl -v URL), read its log (server_log_tail in the results), or raise --timeout.",
+    ),
+    SINK_STALLED: (
+        "sink-stalled",
+        "The round was stopped and its figures are null. Drain the log faster (a faster --sink-rate, another "
+        "--stdout), or log less; a server that logs to a pipe nobody reads blocks as this one did.",
+    ),
+    TOO_MANY_ERRORS: (
+        "too-many-errors",
+        "Its latency covers only the responses that arrived, so its tail figures do not describe the "
+        "requests made. Find the cause in the server's log (server_log_tail in the results), lower -c, or raise "
+        "--max-error-pct if these errors are expected.",
+    ),
+}
+
+
+def outcome_warnings(scenarios: Sequence[ScenarioResult]) -> list[Warning]:
+    """One warning per scenario and reason a round of it measured nothing or too many errors."""
+    out: list[Warning] = []
+    for s in scenarios:
+        by_kind: dict[str, list[RoundRecord]] = {}
+        for r in s.rounds:
+            if r.error_kind in _OUTCOME_HINTS and r.status != "ok":
+                by_kind.setdefault(r.error_kind, []).append(r)
+        for kind, rounds in by_kind.items():
+            name, todo = _OUTCOME_HINTS[kind]
+            which = f"round {_rounds([r.round for r in rounds])}"
+            out.append(_w(name, f"{s.path} ({which}): {rounds[0].error}. {todo}"))
+    return out
 
 
 def _rounds(rounds: Sequence[int]) -> str:

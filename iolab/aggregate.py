@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 from iolab import latency
@@ -11,11 +12,12 @@ from iolab.results import (
     RoundRecord,
     Sample,
     ScenarioResult,
+    Status,
     StdoutInfo,
     ThreadTotal,
 )
 from iolab.stats import coefficient_of_variation, median, summarize
-from iolab.verdict import DEFAULT_METRICS, metric_value
+from iolab.verdict import DEFAULT_METRICS, get_metric
 
 
 def per_request(requests: int, write_syscalls: float, write_bytes: float, voluntary: float,
@@ -49,27 +51,42 @@ def merge_threads(groups: Sequence[Sequence[ThreadTotal]]) -> tuple[ThreadTotal,
     return tuple(sorted(out, key=lambda t: -t.voluntary_ctx_switches))
 
 
+def _status(rounds: Sequence[RoundRecord]) -> Status:
+    if not rounds or any(r.status == "failed" for r in rounds):
+        return "failed"
+    return "degraded" if any(r.status == "degraded" for r in rounds) else "ok"
+
+
+def _median_or_none(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(median(present), 2) if present else None
+
+
 def aggregate(name: str, path: str, description: str, rounds: Sequence[RoundRecord]) -> ScenarioResult:
-    """Aggregates over the rounds that completed: latency from the merged histograms, rates as the median
-    of the rounds, per-request counts as totals over total requests, per-second summaries over every
-    sample of every round (as if pidstat had run through all of them)."""
-    ok = [r for r in rounds if r.status == "ok"]
+    """Aggregates over the rounds that measured something (ok or degraded): latency from the merged
+    histograms, rates as the median of the rounds, per-request counts as totals over total requests,
+    per-second summaries over every sample of every round (as if pidstat had run through all of them).
+    A figure no round has stays null."""
+    ok = [r for r in rounds if r.measured]
     hist = latency.merge(r.latency_hdr for r in ok)
     uncorrected = latency.merge(r.latency_uncorrected_hdr for r in ok)
     samples = [s for r in ok for s in r.samples]
     total_requests = sum(r.requests for r in ok)
+    with_server = [r for r in ok if r.per_request.measured]
+    server_requests = sum(r.requests for r in with_server)
 
-    def weighted(attr: str) -> float:
-        if total_requests == 0:
-            return 0.0
-        return sum(getattr(r.per_request, attr) * r.requests for r in ok) / total_requests
+    def weighted(attr: str, digits: int) -> float | None:
+        if server_requests == 0:
+            return None
+        return round(sum(float(getattr(r.per_request, attr) or 0.0) * r.requests for r in with_server)
+                     / server_requests, digits)
 
     pr = PerRequest(
-        write_syscalls=round(weighted("write_syscalls"), 4),
-        write_bytes=round(weighted("write_bytes"), 2),
-        voluntary_ctx_switches=round(weighted("voluntary_ctx_switches"), 4),
-        involuntary_ctx_switches=round(weighted("involuntary_ctx_switches"), 4),
-        cpu_ms=round(weighted("cpu_ms"), 5),
+        write_syscalls=weighted("write_syscalls", 4),
+        write_bytes=weighted("write_bytes", 2),
+        voluntary_ctx_switches=weighted("voluntary_ctx_switches", 4),
+        involuntary_ctx_switches=weighted("involuntary_ctx_switches", 4),
+        cpu_ms=weighted("cpu_ms", 5),
     )
     stdout = StdoutInfo(
         kind=ok[0].stdout.kind if ok else (rounds[0].stdout.kind if rounds else "pipe"),
@@ -81,13 +98,14 @@ def aggregate(name: str, path: str, description: str, rounds: Sequence[RoundReco
         name=name,
         path=path,
         description=description,
-        status="ok" if ok and len(ok) == len(rounds) else "failed",
+        status=_status(rounds),
         rounds=tuple(rounds),
         requests=total_requests,
+        successful=sum(r.successful for r in ok),
         failed=sum(r.failed for r in rounds),
         non_2xx=sum(r.non_2xx for r in rounds),
-        rps=round(median([r.rps for r in ok]), 2) if ok else 0.0,
-        rps_per_server_cpu_s=round(median([r.rps_per_server_cpu_s for r in ok]), 2) if ok else 0.0,
+        rps=_median_or_none([r.rps for r in ok]),
+        rps_per_server_cpu_s=_median_or_none([r.rps_per_server_cpu_s for r in ok]),
         latency_ms=latency.latency_ms(hist),
         latency_hdr=latency.encode(hist),
         cswch_per_s=summarize([s.cswch_per_s for s in samples]),
@@ -109,7 +127,11 @@ def stability(rounds: Sequence[RoundRecord]) -> dict[str, float]:
     """CV in percent of each verdict metric over the rounds (absent with fewer than 2 rounds)."""
     out: dict[str, float] = {}
     for name in DEFAULT_METRICS:
-        cv = coefficient_of_variation([metric_value(r, name) for r in rounds])
+        source = operator.attrgetter(get_metric(name).source)
+        values = [v for r in rounds if (v := source(r)) is not None]
+        if len(values) < len(rounds):
+            continue  # a figure some round lacks (not measured there): no CV over unlike rounds
+        cv = coefficient_of_variation(values)
         if cv is not None:
             out[name] = round(100.0 * cv, 2)
     return out

@@ -107,6 +107,10 @@ def _default_output() -> Path:
               help="Reuse connections (default: a new connection per request, as ab does).")
 @click.option("--timeout", "timeout_s", default=30.0, show_default=True, type=click.FloatRange(min=0.001),
               help="Seconds before a request counts as timed out.")
+@click.option("--max-error-pct", "max_error_pct", default=1.0, show_default=True,
+              type=click.FloatRange(0, 100),
+              help="A round whose requests fail or get a status outside 2xx/3xx in more than this share (%) "
+                   "is flagged degraded (exit 8); one where none succeeds measured nothing (exit 7).")
 @click.option("--interval", "interval_s", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
               help="Seconds between /proc samples (pidstat's interval).")
 @click.option("--rounds", default=3, show_default=True, type=click.IntRange(1),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iolab.drivers.summary import MAX_ERROR_PCT
 from iolab.limits import LimitsRequest
 from iolab.targets import AppTarget, Target
 
@@ -52,6 +53,8 @@ class RunConfig:
     # Demo knobs (issue 8), passed to the demo app through its environment.
     work_us: int = 0
     sink_latency_ms: float = 0.0
+    # A round whose requests did not succeed in more than this share (percent) is "degraded" (exit 8).
+    max_error_pct: float = MAX_ERROR_PCT
 
     @property
     def is_demo(self) -> bool:

@@ -6,8 +6,10 @@ results file is rewritten at once, so a crash or Ctrl-C later loses nothing alre
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -19,15 +21,23 @@ from iolab.aggregate import aggregate, window_samples
 from iolab.config import RunConfig, ScenarioSpec
 from iolab.drivers import get_driver
 from iolab.drivers.base import LoadResult, LoadSpec
-from iolab.drivers.summary import behind_schedule
-from iolab.errors import NoSuchProcess, ServerDiedError, ServerStartError
+from iolab.drivers.summary import behind_schedule, failure_breakdown, outcome, successful
+from iolab.errors import IolabError, NoSuchProcess, ServerStartError
 from iolab.limits import AppliedLimits, LimitSession
 from iolab.outputs import OutputKeeper, OutputPath, check_outputs
 from iolab.probe import Counters, Probe, delta, thread_totals
-from iolab.record import ServerSide, failed_round, noise_figures, ok_round
-from iolab.results import RoundRecord, RunResult, ScenarioResult, StdoutInfo, Warning
+from iolab.record import ServerSide, failed_round, measured_round, noise_figures, run_error
+from iolab.results import (
+    NOTHING_MEASURED,
+    SINK_STALLED,
+    RoundRecord,
+    RunResult,
+    ScenarioResult,
+    StdoutInfo,
+    Warning,
+)
 from iolab.server import LOOPBACK, ServerProcess
-from iolab.sinks import Sink, make_sink, python_buffering
+from iolab.sinks import Sink, SinkWatch, make_sink, python_buffering
 from iolab.targets import (
     AppTarget,
     CommandTarget,
@@ -118,6 +128,32 @@ def experiment_outputs(config: RunConfig) -> list[tuple[str, OutputPath | None]]
     return items
 
 
+def _kill_group(server: ServerProcess | None) -> None:
+    """SIGKILL the server's process group from the sink watcher's thread; the loop reaps it (stop())."""
+    if server is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(server.pgid, signal.SIGKILL)
+
+
+def _worth_measuring(warm: LoadResult | None, watch: SinkWatch | None, server: ServerProcess | None) -> bool:
+    """Can the measured load measure anything after this warm-up?"""
+    if warm is not None and successful(warm) == 0:
+        return False
+    if watch is not None and watch.stalled:
+        return False
+    return server is None or server.poll() is None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _tail_text(tail: tuple[str, ...], n: int = 3) -> str:
     lines = [t.strip() for t in tail if t.strip()][-n:]
     return ("; last output: " + " | ".join(lines)) if lines else ""
@@ -133,6 +169,9 @@ class Experiment:
         self.keeper = keeper or OutputKeeper()
         # Pairs to compare: the user's (--compare a:b), else the demo's controls and seed pairs.
         self.pairs: list[tuple[str, str]] | None = list(config.compare) or None
+        # The run's last saved result once every round has run (also when run() then raises for a round
+        # that is not ok), for a report of what was measured; None before that.
+        self.finished: RunResult | None = None
         # get_driver fails now, before any server starts, when an external tool is not installed.
         self._drive = driver or get_driver(config.driver).run
         self.state = _State(
@@ -176,12 +215,19 @@ class Experiment:
         except BaseException:
             self.save("failed")
             raise
-        errors = [rec.error for rs in self.state.rounds.values() for rec in rs if rec.status == "failed"]
-        result = self.save("failed" if errors else status)
-        if errors:
-            more = f" (and {len(errors) - 1} more failed rounds)" if len(errors) > 1 else ""
-            raise ServerDiedError(f"{errors[0]}{more}; results so far are in {self.keeper.where(cfg.output)}")
+        failed = any(rec.status == "failed" for rs in self.state.rounds.values() for rec in rs)
+        result = self.save("failed" if failed else status)
+        self.finished = result
+        error = self.outcome_error()
+        if error is not None:
+            raise error
         return result
+
+    def outcome_error(self) -> IolabError | None:
+        """The error a finished run ends with (record.run_error), None when every round is ok."""
+        paths = {s.name: s.path for s in self.config.scenarios}
+        rounds = [(paths.get(name, name), rec) for name, rs in self.state.rounds.items() for rec in rs]
+        return run_error(rounds, self.keeper.where(self.config.output))
 
     def snapshot(self, status: str) -> RunResult:
         cfg = self.config
@@ -192,6 +238,7 @@ class Experiment:
                 scenarios.append(aggregate(spec.name, spec.path, spec.description, rounds))
         by_name = {s.name: s for s in scenarios}
         ok = {n: s for n, s in by_name.items() if any(r.status == "ok" for r in s.rounds)}
+        measured = {n: s for n, s in by_name.items() if any(r.measured for r in s.rounds)}
         # Only pairs whose two scenarios have been measured (a snapshot is also taken mid-run).
         pairs = None if self.pairs is None else [(a, b) for a, b in self.pairs if a in ok and b in ok]
         comparisons = verdict.compare_all(ok, pairs) if len(ok) >= 2 else []
@@ -210,7 +257,7 @@ class Experiment:
             environment=self.state.environment,
             scenarios=tuple(scenarios),
             comparisons=tuple(comparisons),
-            warnings=tuple(self._warnings(ok)),
+            warnings=tuple(self._warnings(measured, scenarios)),
             attribution=tuple(attribution),
             status=status,
         )
@@ -246,9 +293,9 @@ class Experiment:
                 "timeout_s": cfg.timeout_s, "rounds": cfg.rounds,
                 "hdr_log": str(cfg.hdr_log) if cfg.hdr_log else None}
 
-    def _warnings(self, scenarios: dict[str, ScenarioResult]) -> list[Warning]:
+    def _warnings(self, scenarios: dict[str, ScenarioResult], every: list[ScenarioResult]) -> list[Warning]:
         cfg = self.config
-        out = list(self.state.warnings)
+        out = list(self.state.warnings) + advice.outcome_warnings(every)
         out += advice.buffering_warnings(cfg.stdout, python_buffering(cfg.stdout, cfg.unbuffered))
         applied_cpus = self.state.limits.get("cpus") if self.state.limits else None
         out += advice.scenario_warnings(
@@ -325,50 +372,56 @@ class Experiment:
                         cpus=applied.load_cpus if applied else None, rate=cfg.rate, duration_s=cfg.duration_s,
                         arrival=cfg.arrival)
         probe = Probe(pid, interval_s=cfg.interval_s) if pid is not None else None
+        # A server blocked writing to a stalled sink answers nothing more: stop it, so the driver's
+        # requests fail at once instead of each waiting out --timeout, and say why the round ended.
+        watch = SinkWatch(server.sink, lambda _msg: _kill_group(server)) if server is not None else None
         c1: Counters | None = None
+        warm: LoadResult | None = None
         load: LoadResult | None = None
+        vanished = False  # the server's /proc went away before the sampling began (died at once, OOM)
         try:
             if probe is not None:
-                probe.start()
-            if cfg.warmup > 0:
-                self.reporter.phase("warm-up")
-                if cfg.driver == "wrk":  # wrk counts time, not requests: a short closed loop
-                    warm = replace(base, rate=None, duration_s=1.0)
-                else:
-                    warm = replace(base, requests=cfg.warmup, concurrency=min(cfg.concurrency, cfg.warmup),
-                                   rate=None, duration_s=None)
-                self._drive(warm, self.reporter.progress)
-            self.reporter.phase("measuring")
-            cpu0 = facts.read_cpu_times()
-            throttle0 = session.read_cpu_stat() if session else {}
-            c0 = probe.read() if probe else None
-            t0, started_epoch_s = time.monotonic(), time.time()
-            load = self._drive(base, self.reporter.progress)
-            wall = time.monotonic() - t0
-            try:
-                c1 = probe.read() if probe else None
-            except NoSuchProcess:
-                c1 = None
-            cpu1 = facts.read_cpu_times()
-            throttle1 = session.read_cpu_stat() if session else {}
-            nonblocking = _fd_nonblocking(pid) if pid is not None else None
-        except NoSuchProcess:
-            c1 = None  # the server vanished (killed by the memory limit, crashed): the died path below
+                try:
+                    probe.start()
+                except NoSuchProcess:
+                    vanished, probe = True, None
+            with watch or contextlib.nullcontext():
+                if cfg.warmup > 0:
+                    self.reporter.phase("warm-up")
+                    warm = self._drive(self._warmup_spec(base), self.reporter.progress)
+                # Nothing to measure after the warm-up when nothing in it succeeded (the measured load
+                # would only repeat its failures, each waiting out --timeout), its sink stalled, or the
+                # server is gone (its /proc cannot be read): the round fails below, saying which.
+                try:
+                    c0 = probe.read() if probe and _worth_measuring(warm, watch, server) else None
+                except NoSuchProcess:
+                    c0 = None
+                if not vanished and _worth_measuring(warm, watch, server) and (probe is None or c0 is not None):
+                    self.reporter.phase("measuring")
+                    cpu0 = facts.read_cpu_times()
+                    throttle0 = session.read_cpu_stat() if session else {}
+                    t0, started_epoch_s = time.monotonic(), time.time()
+                    load = self._drive(base, self.reporter.progress)
+                    wall = time.monotonic() - t0
+                    try:
+                        c1 = probe.read() if probe else None
+                    except NoSuchProcess:
+                        c1 = None
+                    cpu1 = facts.read_cpu_times()
+                    throttle1 = session.read_cpu_stat() if session else {}
+                    nonblocking = _fd_nonblocking(pid) if pid is not None else None
         finally:
             if probe is not None:
                 probe.stop()
-        died = (probe is not None and c1 is None) or (server is not None and server.poll() is not None)
-        if died:
-            code = server.stop().returncode if server else None
-            counts = server.sink.close() if server else None
-            tail = counts.tail if counts else ()
-            what = f"exit code {code}" if server else f"PID {pid} is gone"
-            oom = session.memory_limit_kill(code) if session else None  # read before the cgroup goes
-            msg = (f"{oom} during {spec.path}" if oom else
-                   f"the server died mid-run ({what}) during {spec.path}") + _tail_text(tail)
-            stdout = replace(stdout_info, bytes=counts.bytes, lines=counts.lines) if counts else stdout_info
-            return failed_round(round_no, started, msg, stdout, tail, load)
-        assert load is not None  # the load ran: only a vanished server (died, above) leaves it unset
+        lost = vanished or (probe is not None and load is not None and c1 is None)  # /proc went away
+        cut = self._cut_short(spec, round_no, started, url, pid, server, session, stdout_info, watch, warm, load,
+                              lost)
+        if cut is not None:
+            return cut
+        if load is None:  # /proc/PID unreadable before the load, yet the process is there
+            stdout, tail = self._stop_server(server, stdout_info)
+            return failed_round(round_no, started, f"the server's /proc/{pid} could not be read before the load "
+                                f"of {spec.path}", stdout, tail, warm)
         side = None
         if probe is not None and c0 is not None and c1 is not None:
             side = ServerSide(delta(c0, c1),
@@ -378,15 +431,63 @@ class Experiment:
         stdout, tail = stdout_info, ()
         if server is not None:
             rusage = dict(server.stop().rusage)
-            counts = server.sink.close()
-            stdout, tail = replace(stdout_info, bytes=counts.bytes, lines=counts.lines), counts.tail
+            stdout, tail = self._stop_server(server, stdout_info)
         if probe is not None and probe.samples:
             rusage["peak_rss_bytes_sampled"] = float(max(smp.rss_bytes for smp in probe.samples))
         server_cpu_s = (side.window.cpu_user_s + side.window.cpu_sys_s) if side else 0.0
         noise = noise_figures(facts.noise(cpu0, cpu1, 0.0, wall), wall, server_cpu_s, load, throttle0, throttle1,
                               nonblocking)
-        self._after_load(spec, round_no, started_epoch_s, load)
-        return ok_round(round_no, started, load, side, stdout, rusage, noise, tail)
+        verdict_of_load = outcome(load, cfg.timeout_s, cfg.max_error_pct, url)
+        if verdict_of_load.status != "failed":
+            self._after_load(spec, round_no, started_epoch_s, load)
+        return measured_round(round_no, started, load, side, stdout, rusage, noise, tail, verdict_of_load)
+
+    def _warmup_spec(self, base: LoadSpec) -> LoadSpec:
+        cfg = self.config
+        if cfg.driver == "wrk":  # wrk counts time, not requests: a short closed loop
+            return replace(base, rate=None, duration_s=1.0)
+        return replace(base, requests=cfg.warmup, rate=None, duration_s=None,
+                       concurrency=min(cfg.concurrency, cfg.warmup))
+
+    def _cut_short(self, spec: ScenarioSpec, round_no: int, started: str, url: str, pid: int | None,
+                   server: ServerProcess | None, session: LimitSession | None, stdout_info: StdoutInfo,
+                   watch: SinkWatch | None, warm: LoadResult | None, load: LoadResult | None,
+                   lost: bool) -> RoundRecord | None:
+        """The failed record of a round whose load could not measure: its sink stalled, the server died,
+        or nothing succeeded in its warm-up (so the measured load never ran). None when it measured."""
+        ran = load or warm
+        if watch is not None and watch.stalled:
+            stdout, tail = self._stop_server(server, stdout_info)
+            msg = f"{watch.stalled} (during {spec.path}); the round was stopped"
+            return failed_round(round_no, started, msg, stdout, tail, ran, SINK_STALLED)
+        if server is not None:
+            died = lost or server.poll() is not None
+        else:
+            died = lost or (pid is not None and not _alive(pid))
+        if died:
+            code = server.stop().returncode if server else None
+            stdout, tail = self._stop_server(server, stdout_info)
+            what = f"exit code {code}" if server else f"PID {pid} is gone"
+            oom = session.memory_limit_kill(code) if session else None  # read before the cgroup goes
+            msg = (f"{oom} during {spec.path}" if oom else
+                   f"the server died mid-run ({what}) during {spec.path}") + _tail_text(tail)
+            return failed_round(round_no, started, msg, stdout, tail, ran)
+        if load is None and warm is not None:
+            stdout, tail = self._stop_server(server, stdout_info)
+            msg = (f"no request succeeded in the warm-up ({self.config.warmup:,} requests, --warmup), so the "
+                   f"measured load was not run: {failure_breakdown(warm, self.config.timeout_s, url)}")
+            return failed_round(round_no, started, msg, stdout, tail, warm, NOTHING_MEASURED)
+        return None
+
+    @staticmethod
+    def _stop_server(server: ServerProcess | None,
+                     stdout_info: StdoutInfo) -> tuple[StdoutInfo, tuple[str, ...]]:
+        """Stop and reap the server (idempotent); what its sink received."""
+        if server is None:
+            return stdout_info, ()
+        server.stop()
+        counts = server.sink.close()
+        return replace(stdout_info, bytes=counts.bytes, lines=counts.lines), counts.tail
 
     def _after_load(self, spec: ScenarioSpec, round_no: int, started_epoch_s: float, load: LoadResult) -> None:
         """The open loop's schedule warning, and the HdrHistogram log rewritten with this round added."""

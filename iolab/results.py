@@ -7,6 +7,14 @@ Schema history (the loader reads every version listed here; bump the minor numbe
 the major one when a reader of the old version would misread the new one):
 
 - ``iolab.run/1`` (0.1.0): first version.
+- ``iolab.run/2`` (0.1.0): a figure that was not measured is ``null``, never ``0.0``: the fields of
+  ``latency_ms`` and ``latency_uncorrected_ms`` (no successful request, or a closed loop for the
+  uncorrected ones), ``rps``, ``rps_per_server_cpu_s`` and the fields of ``per_request`` (no successful
+  request, or no server CPU measured: a ``--url`` run without ``--pid``). A round's and a scenario's
+  ``status`` can be ``"degraded"`` (measured, but more than ``--max-error-pct`` of its requests did not
+  succeed); rounds gain ``error_kind`` and rounds and scenarios ``successful`` (2xx/3xx responses). A v1
+  reader would take those nulls for numbers, hence the major bump; the loader turns a v1 file's zeros
+  that stood for "not measured" into nulls (``_upgrade``).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from iolab.errors import ResultsFileError
 from iolab.outputs import write_text_atomic
 
 SCHEMA_NAME = "iolab.run"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
 
 # The seed's percentile rows plus 99.9 (design.md, "Measurements").
@@ -48,30 +56,46 @@ class Summary:
 
 @dataclass(frozen=True)
 class LatencyMs:
-    """Response-time percentiles in milliseconds (microsecond resolution underneath)."""
+    """Response-time percentiles in milliseconds (microsecond resolution underneath).
 
-    p50: float = 0.0
-    p66: float = 0.0
-    p75: float = 0.0
-    p80: float = 0.0
-    p90: float = 0.0
-    p95: float = 0.0
-    p98: float = 0.0
-    p99: float = 0.0
-    p99_9: float = 0.0
-    p100: float = 0.0
-    mean: float = 0.0
+    Every field is None (JSON ``null``) when there is no latency to report: no request succeeded, or the
+    figure does not apply (``latency_uncorrected_ms`` of a closed loop). Never 0.0 for "nothing".
+    """
+
+    p50: float | None = None
+    p66: float | None = None
+    p75: float | None = None
+    p80: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p98: float | None = None
+    p99: float | None = None
+    p99_9: float | None = None
+    p100: float | None = None
+    mean: float | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.p50 is not None
 
 
 @dataclass(frozen=True)
 class PerRequest:
-    """Server-side OS cost divided by the requests completed in the measured window."""
+    """Server-side OS cost divided by the requests completed in the measured window.
 
-    write_syscalls: float = 0.0
-    write_bytes: float = 0.0
-    voluntary_ctx_switches: float = 0.0
-    involuntary_ctx_switches: float = 0.0
-    cpu_ms: float = 0.0
+    None (JSON ``null``) when it cannot be divided out: no request succeeded, or iolab did not sample the
+    server (``--url`` without ``--pid``).
+    """
+
+    write_syscalls: float | None = None
+    write_bytes: float | None = None
+    voluntary_ctx_switches: float | None = None
+    involuntary_ctx_switches: float | None = None
+    cpu_ms: float | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.cpu_ms is not None
 
 
 @dataclass(frozen=True)
@@ -136,12 +160,28 @@ class DriverUsage:
     cpu_load_s: float = 0.0  # CPU of the load window alone (builtin), else the whole process's
 
 
+# A round or scenario: "ok"; "degraded" = measured, but more than the allowed share of its requests did
+# not succeed (its figures stand, flagged); "failed" = nothing measured (no successful request, the server
+# died, its output sink stalled): its latency, rates and per-request figures are null.
+Status = Literal["ok", "degraded", "failed"]
+# Why a round is not "ok" (RoundRecord.error_kind).
+SERVER_DIED = "server-died"
+NOTHING_MEASURED = "nothing-measured"
+SINK_STALLED = "sink-stalled"
+TOO_MANY_ERRORS = "too-many-errors"
+
+
 @dataclass(frozen=True)
 class RoundRecord:
-    """One scenario measured once, on a fresh server."""
+    """One scenario measured once, on a fresh server.
+
+    ``requests`` counts completed responses of any status, ``successful`` those with a 2xx or 3xx status;
+    ``failed`` the requests that got no response (connect errors, timeouts, other errors). ``error`` says
+    in words why the round is not "ok", ``error_kind`` as a word a program can test (the constants above).
+    """
 
     round: int
-    status: Literal["ok", "failed"]
+    status: Status
     error: str | None
     started: str
     duration_s: float
@@ -150,9 +190,9 @@ class RoundRecord:
     non_2xx: int
     timeouts: int
     connect_errors: int
-    rps: float
+    rps: float | None
     server_cpu_s: float
-    rps_per_server_cpu_s: float
+    rps_per_server_cpu_s: float | None
     latency_ms: LatencyMs
     latency_hdr: str
     cswch_per_s: Summary
@@ -174,6 +214,13 @@ class RoundRecord:
     # percentiles the tool did not give, open loop's target and achieved rate, the tool's own facts.
     load: dict[str, Any] = field(default_factory=dict)
     driver_output: str = ""  # an external tool's own output, as printed
+    error_kind: str | None = None  # SERVER_DIED | NOTHING_MEASURED | SINK_STALLED | TOO_MANY_ERRORS
+    successful: int = 0  # completed responses with a 2xx or 3xx status
+
+    @property
+    def measured(self) -> bool:
+        """Its figures exist (status ok or degraded)."""
+        return self.status != "failed"
 
 
 @dataclass(frozen=True)
@@ -183,13 +230,13 @@ class ScenarioResult:
     name: str
     path: str
     description: str
-    status: Literal["ok", "failed"]
+    status: Status  # "failed" if any round failed, else "degraded" if any was, else "ok"
     rounds: tuple[RoundRecord, ...]
     requests: int
     failed: int
     non_2xx: int
-    rps: float
-    rps_per_server_cpu_s: float
+    rps: float | None
+    rps_per_server_cpu_s: float | None
     latency_ms: LatencyMs
     latency_hdr: str
     cswch_per_s: Summary
@@ -202,6 +249,7 @@ class ScenarioResult:
     stability_cv_pct: dict[str, float] = field(default_factory=dict)
     latency_uncorrected_ms: LatencyMs = field(default_factory=LatencyMs)  # open loop, merged over rounds
     latency_uncorrected_hdr: str = ""
+    successful: int = 0  # completed responses with a 2xx or 3xx status, over the measured rounds
 
 
 @dataclass(frozen=True)
@@ -364,7 +412,78 @@ def parse_schema(schema: Any) -> tuple[str, int]:
 
 
 def _upgrade(doc: dict[str, Any], version: int) -> dict[str, Any]:
-    """Bring an older document up to the current version, one step at a time (none yet)."""
+    """Bring an older document up to the current version, one step at a time."""
+    if version < 2:
+        doc = _v1_to_v2(doc)
+    return doc
+
+
+_V1_NOT_MEASURED = "no request succeeded (an iolab.run/1 file, which recorded this round as ok)"
+
+
+def _zeros_to_null(record: dict[str, Any], key: str, hdr_key: str | None = None) -> None:
+    """A v1 object (latency_ms, per_request) whose every figure is 0 held no measurement: null them."""
+    value = record.get(key)
+    if not isinstance(value, dict):
+        return
+    if hdr_key is not None and record.get(hdr_key):
+        return  # a histogram exists: the figures are real
+    if all(v == 0 for v in value.values()):
+        record[key] = {k: None for k in value}
+
+
+def _v1_round(rec: dict[str, Any]) -> dict[str, Any]:
+    rec = dict(rec)
+    # v1 counted every status outside 200-299 as non-2xx (ab, hey, builtin): 3xx too, so this is a floor.
+    rec.setdefault("successful", max(0, int(rec.get("requests") or 0) - int(rec.get("non_2xx") or 0)))
+    if rec.get("status") == "failed":
+        rec.setdefault("error_kind", SERVER_DIED)  # the only way a v1 round failed
+    elif not rec.get("requests") and not rec.get("latency_hdr"):
+        # v1 called a round with no response at all "ok", with 0.0 ms: that is what v2 calls failed.
+        rec.update(status="failed", error=rec.get("error") or _V1_NOT_MEASURED, error_kind=NOTHING_MEASURED)
+    if rec.get("status") == "failed":
+        rec["latency_ms"] = {k: None for k in rec.get("latency_ms") or {}}
+        rec["rps"] = rec["rps_per_server_cpu_s"] = None
+        rec["per_request"] = {k: None for k in rec.get("per_request") or {}}
+    _v1_figures(rec)
+    return rec
+
+
+def _v1_figures(rec: dict[str, Any]) -> None:
+    """Zeros that v1 wrote for figures it did not have (no response, no server CPU, a closed loop)."""
+    _zeros_to_null(rec, "latency_ms", "latency_hdr")
+    _zeros_to_null(rec, "latency_uncorrected_ms", "latency_uncorrected_hdr")
+    _zeros_to_null(rec, "per_request")
+    for key in ("rps", "rps_per_server_cpu_s"):
+        if rec.get(key) == 0:
+            rec[key] = None
+
+
+def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = dict(doc)
+    scenarios = []
+    for sc in doc.get("scenarios") or []:
+        if not isinstance(sc, dict):
+            scenarios.append(sc)
+            continue
+        sc = dict(sc)
+        rounds = [_v1_round(r) if isinstance(r, dict) else r for r in sc.get("rounds") or []]
+        sc["rounds"] = rounds
+        measured = [r for r in rounds if isinstance(r, dict) and r.get("status") != "failed"]
+        sc.setdefault("successful", sum(int(r.get("successful") or 0) for r in measured))
+        if len(measured) < len(rounds) or not rounds:
+            sc["status"] = "failed"
+        if not measured:
+            sc["latency_ms"] = {k: None for k in sc.get("latency_ms") or {}}
+            sc["rps"] = sc["rps_per_server_cpu_s"] = None
+            sc["per_request"] = {k: None for k in sc.get("per_request") or {}}
+        _v1_figures(sc)
+        scenarios.append(sc)
+    doc["scenarios"] = scenarios
+    if doc.get("status", "complete") == "complete" and any(
+            isinstance(sc, dict) and sc.get("status") == "failed" for sc in scenarios):
+        doc["status"] = "failed"  # as v2 would have ended it: a round measured nothing
+    doc["schema"] = SCHEMA
     return doc
 
 

@@ -15,7 +15,8 @@ from iolab.config import DEMO_APP, RunConfig, ScenarioSpec
 from iolab.demo.scenarios import select, skipped
 from iolab.drivers import validate
 from iolab.drivers.base import LoadSpec, parse_duration
-from iolab.errors import UsageError
+from iolab.drivers.summary import MAX_ERROR_PCT
+from iolab.errors import DegradedRunError, NothingMeasuredError, ServerDiedError, UsageError
 from iolab.experiment import Experiment, experiment_outputs
 from iolab.export import markdown, terminal
 from iolab.outputs import OutputKeeper, check_outputs
@@ -148,6 +149,7 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         hdr_log=kw.get("hdr_log"),
         work_us=kw.get("work_us", 0),
         sink_latency_ms=kw.get("sink_latency_ms", 0.0),
+        max_error_pct=kw.get("max_error_pct", MAX_ERROR_PCT),
     )
 
 
@@ -183,7 +185,7 @@ class ProgressReporter:
 
     def scenario_finished(self, record: RoundRecord) -> None:
         if self._task is not None:
-            state = "done" if record.status == "ok" else "FAILED"
+            state = {"ok": "done", "degraded": "DEGRADED"}.get(record.status, "FAILED")
             self._bar.update(self._task, description=f"{self._label} · {state}")
 
 
@@ -204,11 +206,17 @@ class LineReporter:
         pass
 
     def scenario_finished(self, record: RoundRecord) -> None:
-        if record.status == "ok":
-            self._console.print(f"{self._label}: {record.requests:,} requests, {record.rps:,.0f} req/s, "
-                                f"p50 {record.latency_ms.p50:.1f} ms", highlight=False)
-        else:
-            self._console.print(f"{self._label}: FAILED — {record.error}", highlight=False)
+        self._console.print(f"{self._label}: {round_line(record)}", highlight=False)
+
+
+def round_line(record: RoundRecord) -> str:
+    """One round in a few words; figures only for a round that measured them (a failed one has none)."""
+    if record.status == "failed":
+        return f"FAILED — {record.error}"
+    rps = "— req/s" if record.rps is None else f"{record.rps:,.0f} req/s"
+    p50 = "p50 —" if record.latency_ms.p50 is None else f"p50 {record.latency_ms.p50:.1f} ms"
+    text = f"{record.requests:,} requests, {rps}, {p50}"
+    return text if record.status == "ok" else f"{text}; DEGRADED — {record.error}"
 
 
 def write_outputs(result: RunResult, markdown_path: Path | None, console: Console,
@@ -236,15 +244,28 @@ def run_from_cli(kw: dict[str, Any], default_output: Path) -> RunResult:
     # Without a terminal (a pipe, a CI log) rich would wrap at 80 columns and cut the tables' cells.
     out = Console() if sys.stdout.isatty() else Console(width=200)
     err = Console(stderr=True)
-    if kw.get("quiet"):
-        result = Experiment(config, keeper=keeper).run()
-    elif not err.is_terminal:
-        err.print(f"iolab run: {len(config.scenarios)} scenario(s) × {config.rounds} round(s) "
-                  f"→ {config.output}", highlight=False)
-        result = Experiment(config, LineReporter(err), keeper=keeper).run()
-    else:
-        with ProgressReporter(err) as bar:
-            result = Experiment(config, bar, keeper=keeper).run()
+    experiment: Experiment
+    try:
+        if kw.get("quiet"):
+            experiment = Experiment(config, keeper=keeper)
+            result = experiment.run()
+        elif not err.is_terminal:
+            err.print(f"iolab run: {len(config.scenarios)} scenario(s) × {config.rounds} round(s) "
+                      f"→ {config.output}", highlight=False)
+            experiment = Experiment(config, LineReporter(err), keeper=keeper)
+            result = experiment.run()
+        else:
+            with ProgressReporter(err) as bar:
+                experiment = Experiment(config, bar, keeper=keeper)
+                result = experiment.run()
+    except (ServerDiedError, NothingMeasuredError, DegradedRunError):
+        # Every round ran, and some is not ok: the report still shows what was measured (— where nothing
+        # was), then the error line says why the exit code is not 0 (its own code; a fallback file was
+        # already named on stderr).
+        if experiment.finished is not None:
+            write_outputs(experiment.finished, kw.get("markdown"), out, kw.get("html"), keeper)
+            out.print(f"results: {keeper.where(config.output)}", highlight=False)
+        raise
     write_outputs(result, kw.get("markdown"), out, kw.get("html"), keeper)
     out.print(f"results: {keeper.where(config.output)}", highlight=False)
     if config.hdr_log is not None:

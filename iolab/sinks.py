@@ -9,10 +9,14 @@ falls behind — the writer blocks once the pipe's 64 KiB fill up).
 from __future__ import annotations
 
 import collections
+import fcntl
 import os
+import struct
 import tempfile
+import termios
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +25,15 @@ from iolab.errors import UsageError
 SINK_KINDS = ("pipe", "file", "null", "tty", "slow")
 _TAIL_LINES = 20
 _READ_SIZE = 65536
+# Linux keeps a pipe's data in pages: a writer blocked on a full pipe goes on only when a whole page
+# has been read out of it.
+PIPE_PAGE = 4096
+_F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)  # Python ≥ 3.10 names it; 1032 on Linux
+# The server's output is stuck when, for this long, its pipe stayed full and less than a page was read
+# from it: every thread of the server that logs is then blocked in write(). 10 s: longer than any pause
+# of a sink that drains (a rotating log shipper, a GC pause of a reader), far shorter than the 30 s
+# request timeout after which the run would otherwise end with nothing but timeouts.
+SINK_STALL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,7 @@ class _DrainedSink(Sink):
         self._read_fd = read_fd
         self._write_fd: int | None = write_fd
         self._rate = rate_bytes_per_s
+        self._stop = threading.Event()  # close(): stop throttling, drain what is left
         self._thread = threading.Thread(target=self._drain, name="iolab-sink", daemon=True)
 
     def child_fd(self) -> int:
@@ -107,24 +121,37 @@ class _DrainedSink(Sink):
         self._thread.start()
 
     def _drain(self) -> None:
-        # The slow sink reads a fixed chunk per tick: 4 KiB every tick gives the rate asked for.
-        chunk = _READ_SIZE if self._rate is None else 4096
+        # The slow sink reads a fixed chunk per tick, at most 4 KiB and at least ten ticks a second where
+        # the rate allows it (1 B/s reads a byte a second, not 4 KiB at once every 68 minutes).
+        chunk = _READ_SIZE if self._rate is None else max(1, min(PIPE_PAGE, self._rate // 10))
         tick = 0.0 if self._rate is None else chunk / self._rate
         while True:
             try:
-                data = os.read(self._read_fd, chunk)
+                data = os.read(self._read_fd, _READ_SIZE if self._stop.is_set() else chunk)
             except OSError:  # EIO on a pty once every writer has closed it
                 break
             if not data:
                 break
             self._account(data)
-            if tick:
-                time.sleep(tick)
+            if tick and not self._stop.is_set():
+                self._stop.wait(tick)
+
+    def backlog(self) -> tuple[int, int] | None:
+        """(bytes in the pipe not read yet, the pipe's capacity); None for a tty or once closed."""
+        if self._closed or self.kind == "tty":
+            return None
+        try:
+            unread = struct.unpack("i", fcntl.ioctl(self._read_fd, termios.FIONREAD, b"\0" * 4))[0]
+            capacity = fcntl.fcntl(self._read_fd, _F_GETPIPE_SZ)
+        except OSError:
+            return None
+        return int(unread), int(capacity)
 
     def close(self) -> SinkCounts:
         if self._closed:
             return self.counts()
         self._closed = True
+        self._stop.set()
         if self._write_fd is not None:
             os.close(self._write_fd)
             self._write_fd = None
@@ -135,6 +162,72 @@ class _DrainedSink(Sink):
         if not self._thread.is_alive():
             os.close(self._read_fd)
         return self.counts()
+
+
+class StallDetector:
+    """Pure (fed its clock): is the sink stuck? True once the pipe has stayed full for ``limit_s`` while
+    less than a page (``PIPE_PAGE``) was read out of it. "Full" = within two pages of its capacity: the
+    page being read and the page being appended to may each be partly empty while the writer waits."""
+
+    def __init__(self, limit_s: float = SINK_STALL_S) -> None:
+        self.limit_s = limit_s
+        self._since: float | None = None
+        self._read_then = 0
+
+    def observe(self, t_s: float, unread: int, capacity: int, read_total: int) -> bool:
+        if unread < capacity - 2 * PIPE_PAGE:
+            self._since = None
+            return False
+        if self._since is None or read_total - self._read_then >= PIPE_PAGE:
+            self._since, self._read_then = t_s, read_total  # (again) full, or a page went: a new window
+            return False
+        return t_s - self._since >= self.limit_s
+
+
+class SinkWatch:
+    """While a server runs (a context manager around its load), watches its drained sink on a thread;
+    when the sink stalls (``StallDetector``) it calls ``on_stall(message)`` once and stops watching.
+    For sinks without a pipe to read (file, null, tty) it does nothing."""
+
+    def __init__(self, sink: Sink, on_stall: Callable[[str], None], limit_s: float = SINK_STALL_S,
+                 poll_s: float = 0.25) -> None:
+        self.sink = sink
+        self.on_stall = on_stall
+        self.detector = StallDetector(limit_s)
+        self.poll_s = poll_s
+        self.stalled: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="iolab-sink-watch", daemon=True)
+
+    def __enter__(self) -> SinkWatch:
+        if isinstance(self.sink, _DrainedSink) and self.sink.backlog() is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _watch(self) -> None:
+        assert isinstance(self.sink, _DrainedSink)
+        while not self._done.wait(self.poll_s):
+            backlog = self.sink.backlog()
+            if backlog is None:
+                return
+            unread, capacity = backlog
+            if self.detector.observe(time.monotonic(), unread, capacity, self.sink.counts().bytes):
+                self.stalled = stall_message(self.sink, self.detector.limit_s, unread, capacity)
+                self.on_stall(self.stalled)
+                return
+
+
+def stall_message(sink: Sink, limit_s: float, unread: int, capacity: int) -> str:
+    rate = getattr(sink, "_rate", None)
+    what = f"--stdout slow at {rate:,} B/s" if sink.kind == "slow" and rate else f"--stdout {sink.kind}"
+    return (f"the server's stdout sink ({what}) made no progress for {limit_s:g} s: its pipe stayed full "
+            f"({unread:,} of {capacity:,} bytes unread) and less than {PIPE_PAGE:,} bytes were read from it, "
+            "so the server was blocked writing its log")
 
 
 class PipeSink(_DrainedSink):

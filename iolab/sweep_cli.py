@@ -69,10 +69,9 @@ class LineReporter:
     def round_finished(self, record: RoundRecord, name: str) -> None:
         if self._quiet:
             return
-        if record.status == "ok":
-            self._c.print(f"  {name}: {record.rps:,.0f} req/s, p50 {record.latency_ms.p50:.1f} ms", highlight=False)
-        else:
-            self._c.print(f"  {name}: FAILED — {record.error}", highlight=False)
+        from iolab.runner import round_line
+
+        self._c.print(f"  {name}: {round_line(record)}", highlight=False)
 
     def cell_finished(self, cell: Any) -> None:
         if not self._quiet:
@@ -154,7 +153,8 @@ def sweep_command(**kw: Any) -> None:
     if not kw["quiet"]:
         err.print(f"iolab sweep: {cells} cells × {len(names)} strategies × {spec.rounds} rounds → {output}",
                   highlight=False)
-    result = Sweep(spec, LineReporter(err, kw["quiet"]), keeper=keeper).run()
+    sweep = Sweep(spec, LineReporter(err, kw["quiet"]), keeper=keeper)
+    result = sweep.run()
     svg = render_heatmap_svg(grid(result))
     keeper.write("--svg", svg_path, svg)
     if kw["html"] is not None:
@@ -166,6 +166,9 @@ def sweep_command(**kw: Any) -> None:
     page = f" · page: {keeper.where(kw['html'])}" if kw["html"] else ""
     out.print(f"sweep: {keeper.where(output)} · heat map: {keeper.where(svg_path)}{page} · {result.wall_s:.0f} s",
               highlight=False)
+    error = sweep.outcome_error()  # after every output is written: a cell that is not ok sets the exit code
+    if error is not None:
+        raise error  # its own code wins; a fallback was already named on stderr
     keeper.raise_if_fell_back()
 
 

@@ -301,7 +301,8 @@ def compare(
     metrics: Sequence[str] = DEFAULT_METRICS,
     alpha: float = DEFAULT_ALPHA,
 ) -> list[Comparison]:
-    """One Comparison of b against a per metric, from the rounds with status "ok".
+    """One Comparison of b against a per metric, from the rounds with status "ok"; none for a metric
+    that one of the two has in no such round (null: not measured).
 
     a_value/b_value are :func:`scenario_statistic` (the median of the round values), the values gates
     judge; ratio, ci95 and p_value come from :func:`iolab.stats.compare_samples`. A metric that no
@@ -315,6 +316,8 @@ def compare(
         if sa.value is None or sb.value is None:
             continue
         va, vb = _ok_values(a, m), _ok_values(b, m)
+        if not va or not vb:
+            continue  # no measurement on one side (nothing succeeded, or not sampled): no verdict
         est = compare_samples(va, vb, alpha=alpha)
         draft = Comparison(
             a=a.name,

@@ -91,7 +91,7 @@ def test_compare_markdown(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
 
 def test_report_formats(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
     a, _ = two_runs
-    for name, needle in (("r.md", "### Response time (ms)"), ("r.json", '"schema": "iolab.run/1"'),
+    for name, needle in (("r.md", "### Response time (ms)"), ("r.json", f'"schema": "{results.SCHEMA}"'),
                          ("r.txt", "Response time (ms)")):
         proc = run_cli("report", str(a), "-o", str(tmp_path / name))
         assert proc.returncode == 0, proc.stderr
@@ -109,7 +109,7 @@ def test_compare_bad_inputs(two_runs: tuple[Path, Path], tmp_path: Path) -> None
     (tmp_path / "text.json").write_text("hello")
     (tmp_path / "other.json").write_text('{"schema": "iolab.micro/1"}')
     doc = json.loads(a.read_text())
-    doc["schema"] = "iolab.run/2"
+    doc["schema"] = f"iolab.run/{results.SCHEMA_VERSION + 1}"
     (tmp_path / "newer.json").write_text(json.dumps(doc))
     cases = [
         ((str(tmp_path / "absent.json"), str(a)), "no such file"),

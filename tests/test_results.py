@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def test_round_trip(tmp_path: Path) -> None:
     for key in ("schema", "created", "tool_version", "machine", "target", "load", "limits", "environment",
                 "scenarios", "comparisons", "warnings"):
         assert key in doc
-    assert doc["schema"] == "iolab.run/1"
+    assert doc["schema"] == "iolab.run/2"
 
 
 def test_missing_optional_fields_take_defaults(tmp_path: Path) -> None:
@@ -97,3 +98,63 @@ def test_save_is_atomic_and_leaves_no_temp(tmp_path: Path) -> None:
     results.save(_result(), tmp_path / "a.json")
     results.save(_result(), tmp_path / "a.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+# ------------------------------------------------------------------------- older versions, nulls
+
+OLD = Path(__file__).parent / "fixtures" / "results"
+
+
+def test_null_figures_round_trip_as_null(tmp_path: Path) -> None:
+    """A round that measured nothing: JSON holds null, never 0.0, and reads back the same."""
+    r = dataclasses.replace(_round(), status="failed", error="no request succeeded: …", error_kind=results.NOTHING_MEASURED,
+                            rps=None, rps_per_server_cpu_s=None, latency_ms=LatencyMs(), per_request=PerRequest())
+    original = dataclasses.replace(_result(), scenarios=(dataclasses.replace(_result().scenarios[0], rounds=(r,)),))
+    path = results.save(original, tmp_path / "n.json")
+    doc = json.loads(path.read_text())
+    rec = doc["scenarios"][0]["rounds"][0]
+    assert rec["latency_ms"]["p50"] is None and rec["rps"] is None and rec["per_request"]["cpu_ms"] is None
+    assert "NaN" not in path.read_text()
+    assert results.load(path) == original
+
+
+def test_v1_closed_port_run_reads_as_failed_with_null_latency() -> None:
+    """iolab.run/1 called a run against a closed port ok, at 0.0 ms: read today, it measured nothing."""
+    run = results.load(OLD / "v1_closed_port.json")
+    assert run.schema == results.SCHEMA and run.status == "failed"
+    s = run.scenarios[0]
+    assert s.status == "failed" and s.rps is None and s.rps_per_server_cpu_s is None
+    assert all(v is None for v in dataclasses.asdict(s.latency_ms).values())
+    assert all(v is None for v in dataclasses.asdict(s.per_request).values())
+    r = s.rounds[0]
+    assert r.status == "failed" and r.error_kind == results.NOTHING_MEASURED and r.error
+    assert r.connect_errors == 20 and r.latency_ms.p50 is None and r.rps is None
+
+
+def test_v1_run_without_pid_keeps_its_latency_and_nulls_the_server_side() -> None:
+    run = results.load(OLD / "v1_url_without_pid.json")
+    s = run.scenarios[0]
+    assert s.status == "ok" and run.status == "complete"
+    assert s.latency_ms.p50 is not None and s.latency_ms.p50 > 0 and s.rps is not None and s.rps > 0
+    assert s.per_request.cpu_ms is None and s.rps_per_server_cpu_s is None  # v1 wrote 0.0: not measured
+    assert s.latency_uncorrected_ms.p50 is None  # a closed loop has no uncorrected latency
+    assert s.successful == 50
+
+
+def test_v1_server_died_round_keeps_its_error_and_loses_its_zeros() -> None:
+    run = results.load(OLD / "v1_server_died.json")
+    by = {s.name: s for s in run.scenarios}
+    assert run.status == "failed"
+    assert by["/ok"].status == "ok" and by["/ok"].per_request.cpu_ms is not None and by["/ok"].per_request.cpu_ms > 0
+    die = by["/die"]
+    assert die.status == "failed" and die.latency_ms.p50 is None and die.rps is None
+    assert die.rounds[0].error_kind == results.SERVER_DIED and "died mid-run" in (die.rounds[0].error or "")
+
+
+def test_report_of_a_v1_file_shows_a_dash_not_zero(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    proc = run_cli("report", str(OLD / "v1_closed_port.json"), "--format", "md")
+    assert proc.returncode == 0, proc.stderr
+    latency = proc.stdout[proc.stdout.index("### Response time"):proc.stdout.index("### cswch/s")]
+    assert "| 50% | — |" in latency and "0.0" not in latency and "(failed)" in latency

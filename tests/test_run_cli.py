@@ -59,7 +59,7 @@ def test_run_three_scenarios_writes_every_key(tmp_path: Path) -> None:
                    "--markdown", str(md))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
-    assert doc["schema"] == "iolab.run/1"
+    assert doc["schema"] == "iolab.run/2"
     for key in ("created", "tool_version", "machine", "target", "load", "limits", "environment",
                 "scenarios", "comparisons", "warnings"):
         assert key in doc
@@ -153,10 +153,14 @@ def test_non_2xx_is_counted_and_the_run_goes_on(tmp_path: Path) -> None:
     out = tmp_path / "n.json"
     proc = run_cli("run", "--app", "dying:app", "--app-dir", str(tmp_path), "--path", "/missing-is-404",
                    "--path", "/ok", *SMALL, "-o", str(out))
-    assert proc.returncode == 0, proc.stderr
+    # Every response of /missing-is-404 was a 404: nothing succeeded there (exit 7), /ok still measured.
+    # Nothing succeeded in its warm-up already, so its measured load was not run: 30 requests counted.
+    assert proc.returncode == 7, proc.stderr
+    line = _one_error_line(proc.stderr)
+    assert "no request succeeded in the warm-up" in line and "every response was 404 (30 requests)" in line
     by = {s["name"]: s for s in json.loads(out.read_text())["scenarios"]}
-    assert by["/missing-is-404"]["non_2xx"] == 300
-    assert by["/ok"]["non_2xx"] == 0
+    assert by["/missing-is-404"]["non_2xx"] == 30 and by["/missing-is-404"]["status"] == "failed"
+    assert by["/ok"]["non_2xx"] == 0 and by["/ok"]["status"] == "ok"
 
 
 def test_ctrl_c_kills_servers_removes_cgroups_keeps_results(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def test_sweep_finds_winners_and_reads_the_grid(tmp_path: Path) -> None:
     result = Sweep(spec, experiment=_fake_experiment).run()
     assert result.status == "complete" and len(result.cells) == 4 and result.deferred == ("queue-async",)
     again = load(out)
-    assert again == result and json.loads(out.read_text())["schema"] == "iolab.sweep/1"
+    assert again == result and json.loads(out.read_text())["schema"] == "iolab.sweep/2"
     fast = result.cell(0, 0.0)
     slow = result.cell(0, 5.0)
     assert fast is not None and slow is not None
@@ -170,3 +170,67 @@ def test_slow_tiny_sweep_end_to_end(tmp_path: Path) -> None:
     assert "<svg" in out.with_suffix(".svg").read_text()
     assert "When does async logging pay?" in (tmp_path / "sweep.html").read_text()
     assert "Which strategy wins, per cell" in proc.stdout and result.reading[:60] in proc.stdout
+
+
+def _nothing(i: int) -> RoundRecord:
+    """A round in which no request succeeded: what record.failed_round writes."""
+    from iolab.record import failed_round
+
+    return failed_round(i, "2026-01-01T00:00:00Z", "no request succeeded: every response was 500 (1000 requests)",
+                        StdoutInfo(), error_kind="nothing-measured")
+
+
+def test_a_cell_that_measured_nothing_shows_no_figure(tmp_path: Path) -> None:
+    from iolab.aggregate import aggregate
+    from iolab.errors import DegradedRunError, NothingMeasuredError
+    from iolab.sweep.render import values_table
+
+    def experiment(cfg: RunConfig, reporter: Any) -> RunResult:
+        run = _fake_experiment(cfg, reporter)
+        if cfg.sink_latency_ms == 5.0:  # queue-async measured nothing in this column's cells
+            broken = aggregate("queue-async", "/queue-async", "", [_nothing(i + 1) for i in range(cfg.rounds)])
+            run = RunResult(**{**run.__dict__, "scenarios": (*run.scenarios[:2], broken)})
+            results.save(run, cfg.output)
+            raise NothingMeasuredError("nothing was measured for /queue-async (round 1): no request succeeded")
+        if cfg.work_us == 1000:
+            raise DegradedRunError("too many requests failed for /sync-handler (round 1): 5.0 % …")
+        return run
+
+    out = tmp_path / "sweep.json"
+    sweep = Sweep(SweepSpec(STRATEGIES, (0, 1000), (0.0, 5.0), out, rounds=3), experiment=experiment)
+    result = sweep.run()
+    assert result.status == "failed"
+    failed, degraded = result.cell(0, 5.0), result.cell(1000, 0.0)
+    assert failed is not None and degraded is not None
+    assert failed.status == "failed" and failed.error_kind == "nothing-measured" and failed.winner is None
+    assert failed.margin is None and not failed.comparisons
+    value = failed.value("queue-async")
+    assert value is not None and value.rounds_ok == 0 and value.rps is None and value.p50_ms is None
+    assert degraded.status == "degraded" and degraded.winner == "async-blocking-log"
+    g = grid(result)
+    assert g.cells[0][1] is not None and g.cells[0][1].winner is None and g.cells[0][1].label == "failed"
+    assert g.cells[1][0] is not None and g.cells[1][0].degraded and "[degraded" in g.cells[1][0].label
+    svg = render_heatmap_svg(g)
+    assert "failed" in svg and "degraded" in svg
+    row = [str(c) for c in values_table(result).columns[5].cells]  # queue-async
+    assert row[1] == "—" and row[3] == "—"  # work 0 · 5 ms and work 1000 · 5 ms
+    json.loads(out.read_text())  # nulls, no NaN
+    again = load(out)
+    assert again == result
+    error = sweep.outcome_error()
+    assert isinstance(error, NothingMeasuredError) and "the sweep is in" in str(error)
+
+
+def test_sweep_v1_document_nulls_strategies_without_a_successful_round(tmp_path: Path) -> None:
+    out = tmp_path / "sweep.json"
+    result = Sweep(SweepSpec(STRATEGIES, (0,), (0.0,), out, rounds=2), experiment=_fake_experiment).run()
+    doc = json.loads(out.read_text())
+    doc["schema"] = "iolab.sweep/1"
+    v = doc["cells"][0]["strategies"][0]
+    v.update(rounds_ok=0, rps=0.0, p50_ms=0.0, p99_ms=0.0, cpu_ms_per_request=0.0,
+             voluntary_ctx_switches_per_request=0.0, lines_per_request=0.0)
+    from iolab.sweep.model import loads
+
+    old = loads(json.dumps(doc))
+    assert old.schema == "iolab.sweep/2" and old.cells[0].strategies[0].rps is None
+    assert old.cells[0].strategies[1] == result.cells[0].strategies[1]

@@ -75,7 +75,7 @@ class BarRow:
     """One scenario on one bar panel: a value per group (one group = one run) and its per-round values."""
 
     label: str
-    values: tuple[float, ...]
+    values: tuple[float | None, ...]  # None: not measured (no bar is drawn, the panel says so)
     rounds: tuple[tuple[float, ...], ...] = ()
     color: str = PALETTE[0]
 
@@ -284,10 +284,14 @@ def bar_panels(panels: Sequence[tuple[str, Sequence[BarRow]]], chart_id: str, ti
 def _bar_panel(ax: Axes, metric: str, rows: Sequence[BarRow], groups: Sequence[str]) -> None:
     n_groups = max(1, len(groups))
     height = 0.8 / n_groups
-    top = max([v for r in rows for v in (*r.values, *(x for rr in r.rounds for x in rr))] or [0.0])
+    top = max([v for r in rows for v in (*r.values, *(x for rr in r.rounds for x in rr)) if v is not None]
+              or [0.0])
     for y, row in enumerate(rows):
         for g, value in enumerate(row.values):
             pos = y + (g - (n_groups - 1) / 2) * height
+            if value is None:  # never a zero-length bar that reads as "0": no bar, and the reason
+                ax.text(top * 0.02, pos, "not measured", va="center", fontsize=8, color=_INK, alpha=0.7)
+                continue
             bar_color = row.color if n_groups == 1 else GROUP_COLORS[g % 2]
             ax.barh(pos, value, height=height * 0.9, color=bar_color)
             dots = row.rounds[g] if g < len(row.rounds) and len(row.rounds[g]) > 1 else ()

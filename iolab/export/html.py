@@ -140,12 +140,15 @@ def _failures_box(result: RunResult) -> str:
     if not failed:
         return ""
     items = "".join(
-        f"<li><strong>{_e(s.path)}</strong>, round {r.round}: {_e(r.error or 'failed')}"
+        f"<li><strong>{_e(s.path)}</strong>, round {r.round} ({_e(r.status)}): {_e(r.error or r.status)}"
         + (f"<details><summary>server output (last lines)</summary><pre>{_e(chr(10).join(r.server_log_tail))}"
            "</pre></details>" if r.server_log_tail else "") + "</li>"
         for s, r in failed
     )
-    return f'<div class="box bad" role="alert" data-box="failures"><h2>Failed rounds</h2><ul>{items}</ul></div>'
+    title = "Failed rounds" if all(r.status == "failed" for _, r in failed) else "Failed or degraded rounds"
+    return (f'<div class="box bad" role="alert" data-box="failures"><h2>{title}</h2><p>A failed round '
+            "measured nothing: its figures are shown as —. A degraded one measured, but too many of its requests did "
+            f"not succeed.</p><ul>{items}</ul></div>")
 
 
 def _scenario_list(result: RunResult) -> str:
@@ -175,19 +178,25 @@ def _spectrum_series(s: ScenarioResult, color: str, style: str = "-", label: str
     return charts.Series(label if label is not None else s.path, x, y, color, style)
 
 
-def _bar(s: ScenarioResult, i: int, pick: Callable[[ScenarioResult | RoundRecord], float]) -> charts.BarRow:
-    rounds = tuple(pick(r) for r in s.rounds if r.status == "ok")
-    return charts.BarRow(s.path, (pick(s),), (rounds,), charts.color(i))
+def _round_values(s: ScenarioResult, pick: Callable[[ScenarioResult | RoundRecord], float | None]
+                  ) -> tuple[float, ...]:
+    """The figure of each successful round that has it (a null is not a 0: it is left out)."""
+    return tuple(v for r in s.rounds if r.status == "ok" and (v := pick(r)) is not None)
+
+
+def _bar(s: ScenarioResult, i: int,
+         pick: Callable[[ScenarioResult | RoundRecord], float | None]) -> charts.BarRow:
+    return charts.BarRow(s.path, (pick(s),), (_round_values(s, pick),), charts.color(i))
 
 
 # Panel titles stay short: four panels share a 10-inch row. The figure's title says "per request".
-_COST: tuple[tuple[str, Callable[[Any], float]], ...] = (
+_COST: tuple[tuple[str, Callable[[Any], float | None]], ...] = (
     ("write syscalls", lambda x: x.per_request.write_syscalls),
     ("voluntary switches", lambda x: x.per_request.voluntary_ctx_switches),
     ("involuntary switches", lambda x: x.per_request.involuntary_ctx_switches),
     ("CPU ms", lambda x: x.per_request.cpu_ms),
 )
-_THROUGHPUT: tuple[tuple[str, Callable[[Any], float]], ...] = (
+_THROUGHPUT: tuple[tuple[str, Callable[[Any], float | None]], ...] = (
     ("requests / s", lambda x: x.rps),
     ("requests per server CPU-second", lambda x: x.rps_per_server_cpu_s),
 )
@@ -385,8 +394,7 @@ def render_comparison(rc: RunComparison, labels: tuple[str, str] = ("base", "new
             panels.append((paths.get(name, name), [p for p in pair if p is not None]))
         sections.append(("latency", "Latency", figure_html(charts.spectrum_grid(panels))))
         rows = [(t, [charts.BarRow(paths.get(n, n), (f(b_by[n]), f(n_by[n])),
-                                   (tuple(f(r) for r in b_by[n].rounds if r.status == "ok"),
-                                    tuple(f(r) for r in n_by[n].rounds if r.status == "ok")))
+                                   (_round_values(b_by[n], f), _round_values(n_by[n], f)))
                      for n in common]) for t, f in (*_COST, *_THROUGHPUT)]
         cost = charts.bar_panels(rows, "compare-cost", "OS cost per request, and throughput", groups=labels, cols=3)
         sections.append(("os-cost", "OS cost and throughput", figure_html(cost)))

@@ -24,16 +24,33 @@ class Table:
     left_columns: int = 1  # how many leading columns hold text (left-aligned); the rest are numbers
 
 
-def _ms(v: float) -> str:
-    return f"{v:.1f}"
+# What a cell shows for a figure that was not measured (null in the results): never a 0.
+MISSING = "—"
 
 
-def _num(v: float, digits: int = 2) -> str:
-    return f"{v:,.{digits}f}"
+def _ms(v: float | None) -> str:
+    return MISSING if v is None else f"{v:.1f}"
+
+
+def _num(v: float | None, digits: int = 2) -> str:
+    return MISSING if v is None else f"{v:,.{digits}f}"
 
 
 def _summary_row(name: str, s: Summary) -> tuple[str, ...]:
+    if s.count == 0:  # no sample: a summary of nothing has no minimum or mean
+        return (name, "0", *(MISSING for _ in range(7)))
     return (name, str(s.count), *(_num(x) for x in (s.min, s.p50, s.p90, s.p95, s.p99, s.max, s.mean)))
+
+
+def _missing_note(any_missing: bool) -> str:
+    if not any_missing:
+        return ""
+    return f"{MISSING} = not measured (no successful request, or the server was not sampled); "
+
+
+def scenario_label(s: ScenarioResult) -> str:
+    """A column or row header: the path, and what went wrong when the scenario is not ok."""
+    return s.path if s.status == "ok" else f"{s.path} ({s.status})"
 
 
 def latency_table(result: RunResult) -> Table:
@@ -43,16 +60,17 @@ def latency_table(result: RunResult) -> Table:
     )
     return Table(
         "Response time (ms) — lower is better",
-        ("Percentile", *(s.path for s in sc)),
+        ("Percentile", *(scenario_label(s) for s in sc)),
         rows,
-        "from the moment a request's connection is opened to the last byte of the response; "
+        _missing_note(any(not s.latency_ms.measured for s in sc))
+        + "from the moment a request's connection is opened to the last byte of the response; "
         "µs resolution, every round pooled",
     )
 
 
 def _summary_table(result: RunResult, title: str, pick: Callable[[ScenarioResult], Summary],
                    caption: str) -> Table:
-    rows = tuple(_summary_row(s.path, pick(s)) for s in result.scenarios)
+    rows = tuple(_summary_row(scenario_label(s), pick(s)) for s in result.scenarios)
     return Table(title, ("Scenario", *SUMMARY_COLUMNS), rows, caption)
 
 
@@ -76,7 +94,7 @@ def per_request_table(result: RunResult) -> Table:
     for s in result.scenarios:
         p = s.per_request
         rows.append((
-            s.path, _num(p.write_syscalls, 3), _num(p.voluntary_ctx_switches, 3),
+            scenario_label(s), _num(p.write_syscalls, 3), _num(p.voluntary_ctx_switches, 3),
             _num(p.involuntary_ctx_switches, 3), _num(p.cpu_ms, 3), _num(s.rps, 0),
             _num(s.rps_per_server_cpu_s, 0), f"{s.stdout.lines:,}", f"{s.failed:,}", f"{s.non_2xx:,}",
         ))
@@ -85,7 +103,8 @@ def per_request_table(result: RunResult) -> Table:
         ("Scenario", "write syscalls", "vol. switches", "invol. switches", "CPU ms", "req/s",
          "req per CPU-s", "stdout lines", "failed", "non-2xx"),
         tuple(rows),
-        "write syscalls from /proc/PID/io syscw (every write/writev of the process, socket writes "
+        _missing_note(any(not s.per_request.measured or s.rps is None for s in result.scenarios))
+        + "write syscalls from /proc/PID/io syscw (every write/writev of the process, socket writes "
         "included); switches summed over every thread; CPU = user + sys of the whole process",
     )
 

@@ -8,6 +8,7 @@ Welch's t on log round values for the 95 % interval, docs/statistics.md).
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -21,14 +22,11 @@ PAIR_METRICS = ("p50_ms", "p99_ms", "rps")
 WINNER_METRICS = ("rps", "p50_ms", "p99_ms", "rps_per_server_cpu_s", "cpu_ms_per_request")
 
 
-def _ok(s: ScenarioResult) -> bool:
-    return any(r.status == "ok" for r in s.rounds)
-
-
-def _median_of(s: ScenarioResult, metric: str) -> float:
-    m = verdict.get_metric(metric)
-    vals = [m.round_value(r) for r in s.rounds if r.status == "ok"]
-    return median(vals) if vals else 0.0
+def _median_of(s: ScenarioResult, metric: str) -> float | None:
+    """The median over the successful rounds; None when none has the figure (nothing measured)."""
+    read = operator.attrgetter(verdict.get_metric(metric).source)
+    vals = [float(v) for r in s.rounds if r.status == "ok" and (v := read(r)) is not None]
+    return median(vals) if vals else None
 
 
 def strategy_values(s: ScenarioResult) -> StrategyValues:
@@ -38,18 +36,19 @@ def strategy_values(s: ScenarioResult) -> StrategyValues:
         scenario=s.name, rounds_ok=len(ok), rps=_median_of(s, "rps"), p50_ms=_median_of(s, "p50_ms"),
         p99_ms=_median_of(s, "p99_ms"), cpu_ms_per_request=_median_of(s, "cpu_ms_per_request"),
         voluntary_ctx_switches_per_request=_median_of(s, "voluntary_ctx_switches_per_request"),
-        lines_per_request=round(median(lines), 4) if lines else 0.0,
+        lines_per_request=round(median(lines), 4) if lines else None,
     )
 
 
 def _ranked(scenarios: Sequence[ScenarioResult], metric: str) -> list[ScenarioResult]:
     m = verdict.get_metric(metric)
-    return sorted(scenarios, key=lambda s: _median_of(s, metric), reverse=m.higher_is_better)
+    return sorted(scenarios, key=lambda s: _median_of(s, metric) or 0.0, reverse=m.higher_is_better)
 
 
 def analyse(run: RunResult, metric: str, deferred: frozenset[str]) -> dict[str, object]:
-    """The analysed fields of a Cell, from one cell's run (only scenarios with a successful round)."""
-    ok = [s for s in run.scenarios if _ok(s)]
+    """The analysed fields of a Cell, from one cell's run (only scenarios whose successful rounds have
+    the metric: a strategy that measured nothing neither wins nor loses)."""
+    ok = [s for s in run.scenarios if _median_of(s, metric) is not None]
     out: dict[str, object] = {"strategies": tuple(strategy_values(s) for s in run.scenarios)}
     if not ok:
         return out
@@ -98,12 +97,18 @@ def significant(c: Comparison | None) -> bool:
 
 
 def cell_label(cell: Cell) -> str:
-    """Terminal/heat-map text of a cell: "queue-async +83 % (CI 70–95 %)" or "tie: a ≈ b"."""
-    if cell.status != "ok" or cell.winner is None:
+    """Terminal/heat-map text of a cell: "queue-async +83 % (CI 70–95 %)" or "tie: a ≈ b"; "failed" when a
+    strategy measured nothing (no figure is shown for it), "… [degraded]" when too many requests failed."""
+    if cell.status == "failed" or cell.winner is None:
         return "failed" if cell.status != "ok" else "—"
+    label = _winner_label(cell)
+    return f"{label} [degraded: too many failed requests]" if cell.status == "degraded" else label
+
+
+def _winner_label(cell: Cell) -> str:
     c = cell.margin
     if c is None:
-        return cell.winner
+        return cell.winner or "—"
     if not significant(c):
         return f"tie: {cell.winner} ≈ {cell.runner_up} (n.s.)"
     return f"{cell.winner} {amount(c)} over {cell.runner_up}"
@@ -127,6 +132,7 @@ class GridCell:
     ci95: tuple[float, float]
     significant: bool
     label: str
+    degraded: bool = False  # the cell's run had a strategy with too many failed requests
 
 
 @dataclass(frozen=True)
@@ -150,8 +156,9 @@ def grid(result: SweepResult) -> Grid:
                 row.append(None)
                 continue
             g, lo, hi = gain(cell.margin) if cell.margin else (1.0, 1.0, 1.0)
-            row.append(GridCell(w, lat, cell.winner, cell.runner_up, g, (lo, hi), significant(cell.margin),
-                                cell_label(cell)))
+            winner = cell.winner if cell.status != "failed" else None  # a failed cell shows no figure
+            row.append(GridCell(w, lat, winner, cell.runner_up, g, (lo, hi), significant(cell.margin),
+                                cell_label(cell), cell.status == "degraded"))
         rows.append(tuple(row))
     return Grid(result.metric, result.work_us, result.sink_latency_ms, result.scenarios, tuple(rows))
 
@@ -234,7 +241,7 @@ def _backlog(result: SweepResult, helps: Sequence[Cell]) -> str:
             continue
         v = c.value(d.b)
         capacity = 1000.0 / c.sink_latency_ms
-        if v is not None and v.rps > 1.2 * capacity:
+        if v is not None and v.rps is not None and v.rps > 1.2 * capacity:
             return (f" That win is deferral, not speed: at {c.sink_latency_ms:g} ms per write the sink takes at "
                     f"most {capacity:,.0f} lines a second, yet {d.b} served {v.rps:,.0f} requests a second, so "
                     "its records waited in an unbounded queue and were written after the load (at shutdown); "

@@ -4,7 +4,12 @@ One document per sweep: the grid's axes, and per cell the strategies' medians, t
 over the runner-up (a Comparison with its 95 % interval), every pairwise comparison, and the path of the
 cell's full ``iolab.run/1`` results file (relative to the sweep document), which ``iolab report`` reads.
 
-Schema history: ``iolab.sweep/1`` (0.1.0): first version.
+Schema history (the loader reads every version listed):
+
+- ``iolab.sweep/1`` (0.1.0): first version.
+- ``iolab.sweep/2`` (0.1.0): a strategy's figures are ``null`` when no round of it measured them (v1
+  wrote 0.0); a cell's ``status`` can be ``"degraded"`` and it gains ``error_kind``. Its cell runs are
+  ``iolab.run/2`` documents.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from iolab.results import (
 )
 
 SCHEMA_NAME = "iolab.sweep"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
 
 
@@ -33,12 +38,13 @@ class StrategyValues:
 
     scenario: str
     rounds_ok: int
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    cpu_ms_per_request: float
-    voluntary_ctx_switches_per_request: float
-    lines_per_request: float  # what the sink received (log lines, access log, start-up) per request
+    # None (null) when no successful round has the figure: nothing was measured.
+    rps: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    cpu_ms_per_request: float | None
+    voluntary_ctx_switches_per_request: float | None
+    lines_per_request: float | None  # what the sink received (log lines, access log, start-up) per request
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,10 @@ class Cell:
     sink_latency_ms: float
     requests: int
     warmup: int
-    run_file: str  # the cell's iolab.run/1 document, relative to the sweep document's directory
-    status: str  # "ok" | "failed"
+    run_file: str  # the cell's iolab.run document, relative to the sweep document's directory
+    # "ok"; "degraded": a strategy's requests failed too often (the winner stands, flagged); "failed": a
+    # strategy measured nothing or its server died (no winner is shown)
+    status: str
     error: str | None
     duration_s: float
     strategies: tuple[StrategyValues, ...] = ()
@@ -60,6 +68,8 @@ class Cell:
     # (``Scenario.defers``): how "async logging" fares in this cell; None without both kinds.
     deferred_vs_blocking: Comparison | None = None
     comparisons: tuple[Comparison, ...] = ()  # every pair, on p50, p99 and throughput
+    # as RoundRecord.error_kind: server-died | nothing-measured | too-many-errors
+    error_kind: str | None = None
 
     def value(self, scenario: str) -> StrategyValues | None:
         return next((s for s in self.strategies if s.scenario == scenario), None)
@@ -96,8 +106,33 @@ def save(result: SweepResult, path: str | os.PathLike[str]) -> Path:
     return save_document(result, path)
 
 
+def _upgrade(doc: dict[str, Any], version: int) -> dict[str, Any]:
+    """v1 → v2: a strategy with no successful round held 0.0 for the figures it never measured."""
+    if version < 2:
+        doc = dict(doc)
+        cells = []
+        for cell in doc.get("cells") or []:
+            if isinstance(cell, dict):
+                cell = dict(cell)
+                cell["strategies"] = [_v1_strategy(v) for v in cell.get("strategies") or []]
+            cells.append(cell)
+        doc["cells"] = cells
+        doc["schema"] = SCHEMA
+    return doc
+
+
+def _v1_strategy(v: Any) -> Any:
+    if isinstance(v, dict) and not v.get("rounds_ok"):
+        return {**v, **{k: None for k in _FIGURES if k in v}}
+    return v
+
+
+_FIGURES = ("rps", "p50_ms", "p99_ms", "cpu_ms_per_request", "voluntary_ctx_switches_per_request",
+            "lines_per_request")
+
+
 def loads(text: str, source: str = "<string>") -> SweepResult:
-    return parse_document(text, source, SweepResult, SCHEMA_NAME, SCHEMA_VERSION)
+    return parse_document(text, source, SweepResult, SCHEMA_NAME, SCHEMA_VERSION, _upgrade)
 
 
 def load(path: str | os.PathLike[str]) -> SweepResult:

@@ -64,6 +64,10 @@ def _deferred_text(cell: Cell) -> str:
     return f"hurts: {d.a} {amount(flip(d))}"
 
 
+def _fig(x: float | None, spec: str) -> str:
+    return "—" if x is None else format(x, spec)
+
+
 def values_table(result: SweepResult) -> Table:
     t = Table(title="Medians per cell: req/s · p50 ms · CPU ms per request", title_justify="left")
     t.add_column("work")
@@ -77,8 +81,8 @@ def values_table(result: SweepResult) -> Table:
         row = [_work(cell.work_us), _lat(cell.sink_latency_ms), f"{cell.requests:,}"]
         for name in result.scenarios:
             v = cell.value(name)
-            row.append("—" if v is None or not v.rounds_ok else
-                       f"{v.rps:,.0f} · {v.p50_ms:.3g} · {v.cpu_ms_per_request:.2f}")
+            row.append("—" if v is None or not v.rounds_ok else f"{_fig(v.rps, ',.0f')} · "
+                       f"{_fig(v.p50_ms, '.3g')} · {_fig(v.cpu_ms_per_request, '.2f')}")
         if result.deferred:
             row.append(_deferred_text(cell))
         t.add_row(*row)
@@ -104,8 +108,14 @@ def _cell_text(gc: GridCell | None) -> str:
         return "not measured"
     if gc.winner is None:
         return "failed"
+    if gc.degraded:
+        return f"{_winner_text(gc)}\n(degraded: errors)"
+    return _winner_text(gc)
+
+
+def _winner_text(gc: GridCell) -> str:
     if gc.runner_up is None:
-        return gc.winner
+        return gc.winner or "—"
     if not gc.significant:
         return f"tie (n.s.)\n{gc.winner}\n≈ {gc.runner_up}"
     lo, hi = gc.ci95

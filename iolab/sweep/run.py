@@ -27,14 +27,17 @@ from typing import Protocol
 from iolab import __version__, facts
 from iolab.config import RunConfig, ScenarioSpec
 from iolab.demo.scenarios import BY_NAME, select
-from iolab.errors import ServerDiedError, UsageError
+from iolab.errors import DegradedRunError, IolabError, NothingMeasuredError, ServerDiedError, UsageError
 from iolab.experiment import Experiment, Reporter
 from iolab.limits import LimitsRequest
 from iolab.outputs import OutputKeeper
-from iolab.results import RoundRecord, RunResult
+from iolab.results import NOTHING_MEASURED, SERVER_DIED, TOO_MANY_ERRORS, RoundRecord, RunResult
 from iolab.results import load as load_run
 from iolab.sweep import analysis
 from iolab.sweep.model import SCHEMA, Cell, SweepResult, dumps
+
+_KINDS: dict[type[IolabError], str] = {ServerDiedError: SERVER_DIED, NothingMeasuredError: NOTHING_MEASURED,
+                                       DegradedRunError: TOO_MANY_ERRORS}
 
 # Server CPU per request of the demo's logging endpoints with no knob, measured here (2-core VM):
 # 0.3–0.8 ms; the upper end keeps the slow cells from running long.
@@ -182,7 +185,25 @@ class Sweep:
         except BaseException:
             self.save("failed")
             raise
-        return self.save("complete" if all(c.status == "ok" for c in self.cells) else "failed")
+        return self.save("failed" if any(c.status == "failed" for c in self.cells) else "complete")
+
+    def outcome_error(self) -> IolabError | None:
+        """After run(): the error the sweep ends with when a cell is not ok (the same precedence as a
+        run's: a server that died, then nothing measured, then too many errors), naming the cells."""
+        bad = [c for c in self.cells if c.status != "ok"]
+        if not bad:
+            return None
+        for kind, cls in ((SERVER_DIED, ServerDiedError), (NOTHING_MEASURED, NothingMeasuredError),
+                          (TOO_MANY_ERRORS, DegradedRunError)):
+            cells = [c for c in bad if c.error_kind == kind] or (
+                [c for c in bad if c.error_kind is None] if kind == NOTHING_MEASURED else [])
+            if cells:
+                first = cells[0]
+                more = f"; {len(bad) - 1} more cell(s) not ok" if len(bad) > 1 else ""
+                return cls(f"sweep cell work {first.work_us:g} µs, sink {first.sink_latency_ms:g} ms: "
+                           f"{first.error or 'no strategy measured anything'}{more}; the sweep is in "
+                           f"{self.spec.output}")
+        return None
 
     def _cell(self, index: int, total: int, work_us: int, latency_ms: float) -> Cell:
         cfg = cell_config(self.spec, work_us, latency_ms)
@@ -190,17 +211,23 @@ class Sweep:
             self.reporter.cell_started(index + 1, total, work_us, latency_ms, cfg.requests)
         t0 = time.monotonic()
         error: str | None = None
+        kind: str | None = None
         try:
             run = self._experiment(cfg, _CellReporter(self.reporter))
-        except ServerDiedError as exc:  # some round failed: the file holds the rounds that did not
-            error = str(exc)
+        except (ServerDiedError, NothingMeasuredError, DegradedRunError) as exc:
+            # Some round is not ok: the cell's file holds every round, the cell says which kind.
+            error, kind = str(exc), _KINDS[type(exc)]
             run = load_run(self.keeper.where(cfg.output))
         self.limits = dict(run.limits)
         where = self.keeper.where(cfg.output)
         rel = where.relative_to(self.spec.output.parent) if where.is_relative_to(self.spec.output.parent) else where
         deferred = frozenset(n for n in self.spec.scenarios if BY_NAME[n].defers)
         fields = analysis.analyse(run, self.spec.metric, deferred)
-        ok = error is None and "winner" in fields
+        if "winner" not in fields or kind in (SERVER_DIED, NOTHING_MEASURED):
+            status = "failed"  # a strategy measured nothing: no winner to show over it
+            fields = {"strategies": fields["strategies"]}
+        else:
+            status = "degraded" if kind == TOO_MANY_ERRORS else "ok"
         return Cell(work_us=work_us, sink_latency_ms=latency_ms, requests=cfg.requests, warmup=cfg.warmup,
-                    run_file=str(rel), status="ok" if ok else "failed", error=error,
+                    run_file=str(rel), status=status, error=error, error_kind=kind,
                     duration_s=round(time.monotonic() - t0, 1), **fields)  # type: ignore[arg-type]
