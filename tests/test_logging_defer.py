@@ -574,3 +574,29 @@ def test_a_record_that_fails_to_format_is_reported_like_the_stdlib(pipe: tuple[i
     err = capsys.readouterr().err
     assert "--- Logging error ---" in err and "TypeError" in err
     assert "Message: 'one %d'" in err and "Arguments: ('not a number',)" in err
+
+
+def test_keywords_that_cannot_change_the_line_stay_on_the_fast_path(pipe: tuple[int, int],
+                                                                     made: list[logging.Handler]) -> None:
+    r, w = pipe
+    reader = Reader(r)
+    lg = fresh_logger("quiet")
+    h = deferred(made, lg, w)
+    lg.info("a", exc_info=False)
+    lg.info("b %s", 1, extra={"user": "u"})
+    lg.info("c", stack_info=False, stacklevel=3)  # the format does not print the caller
+    lg.info("d", extra=None, exc_info=None)
+    assert h.flush(10)
+    assert h.stats()["deferred_records"] == 4 and h.stats()["formatted_on_caller"] == 0
+    # The stdlib makes the record before the handler's level drops it, so a clash still raises.
+    h.setLevel(logging.ERROR)
+    with pytest.raises(KeyError, match="Attempt to overwrite 'message' in LogRecord"):
+        lg.info("x", extra={"message": 1})
+    lg.info("dropped by the handler's level", extra={"user": "u"})
+    h.setLevel(logging.NOTSET)
+    # An extra key can stand in for a default the format prints: that call takes the stdlib path.
+    h.setFormatter(logging.Formatter("%(request)s %(message)s", defaults={"request": "-"}))
+    lg.info("e")
+    lg.info("f", extra={"request": "r1"})
+    assert h.flush(10)
+    assert reader.wait_lines(6) == [b"a", b"b 1", b"c", b"d", b"- e", b"r1 f"]

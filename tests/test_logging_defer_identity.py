@@ -42,10 +42,10 @@ def assert_mostly_deferred(name: str, counts: tuple[int, int, int], records: int
     """The comparison means something only if the deferred path made the records, not the fallback."""
     deferred, on_caller, promoted = counts
     assert promoted == 1, f"{name}: the logger was not on the fast path at the end"
-    # emit() sends about 1 call in 20 through the stdlib path on purpose (exc_info, extra, stack_info,
-    # stacklevel, exc_info=False), and 1 in 20 is below the level.
-    assert deferred >= 0.85 * records, f"{name}: only {deferred} of {records} records were deferred"
-    assert on_caller >= 0.04 * records, f"{name}: the calls that take the stdlib path did not happen"
+    # emit() makes 1 call in 20 below the level, and sends 1 in 1000 (exc_info) and 1 in 5000 (stack_info)
+    # through the stdlib path on purpose; stacklevel=2 too when the format prints the caller.
+    assert deferred >= 0.9 * records, f"{name}: only {deferred} of {records} records were deferred"
+    assert on_caller >= records // 1000 + records // 5000, f"{name}: the stdlib-path calls did not happen"
 
 
 def test_100000_records_every_field_identical_to_the_stdlib(tmp_path: Path) -> None:

@@ -249,7 +249,9 @@ def _why_not_chain(lg: logging.Logger, h: DeferredHandler,
 
 
 def decide(lg: logging.Logger, level: int, k: str, made_for: tuple[Any, ...]) -> int | None:
-    """The fast path's answer for `level`: 0 drop, 1 capture, None: the stdlib path for this call.
+    """The fast path's answer for `level`: 1 capture; 0 not enabled (no record is made); 2 enabled, and the
+    handler's level drops the record (the stdlib makes it first, which matters only for keyword
+    arguments: an `extra` key clash raises); None: the stdlib path for this call.
 
     Stored in lg._cache[k] (except None) unless something changed meanwhile.
     """
@@ -272,7 +274,7 @@ def decide(lg: logging.Logger, level: int, k: str, made_for: tuple[Any, ...]) ->
                 if _installed.get(lg) != current:
                     install_methods(lg, h)
                 return None
-        ok = 1 if level >= h.level else 0
+        ok = 1 if level >= h.level else 2
     if g == _gen:
         lg._cache[k] = ok  # type: ignore[attr-defined]
     return ok
@@ -324,6 +326,30 @@ def render(msg: Any, args: tuple[Any, ...]) -> str:
     return msg
 
 
+def quiet(kw: dict[str, Any], plan: _plan.Plan) -> bool:
+    """True when these keyword arguments cannot change the line (exc_info and stack_info false, extra
+    with no key the format reads, stacklevel 1 or not read); an `extra` key clash raises KeyError here
+    with the stdlib's message, as Logger.makeRecord would."""
+    for name, value in kw.items():
+        if name == "extra":
+            if value is None:
+                continue
+            if plan.defaults:  # an extra key may stand in for a default the format prints
+                return False
+            for key in value:
+                if key in _plan.RECORD_FIELDS:
+                    raise KeyError("Attempt to overwrite %r in LogRecord" % key)  # noqa: UP031  # the stdlib's
+        elif name in ("exc_info", "stack_info"):
+            if value:
+                return False
+        elif name == "stacklevel":
+            if type(value) is not int or (value != 1 and plan.caller):
+                return False
+        else:
+            return False  # an unknown keyword: the stdlib raises TypeError
+    return True
+
+
 def _walk(f: Any) -> Any:
     """Logger.findCaller's walk for stacklevel=1, from the frame that called the fast method."""
     internal = logging._is_internal_frame  # type: ignore[attr-defined]
@@ -337,16 +363,16 @@ def _walk(f: Any) -> Any:
 
 # One template for every method; {level} is a constant, or `level` for log(). The fast path: the cached
 # decision, no keyword arguments, a str message, immutable arguments (else the message is rendered here).
-# Keyword arguments take the stdlib's own path for the call (`stacklevel + 1` skips this frame, which
-# findCaller would otherwise count as the caller).
+# Keyword arguments that can change the line take the stdlib's own path for the call (`stacklevel + 1`
+# skips this frame, which findCaller would otherwise count as the caller).
 _TEMPLATE = '''
 def {name}({params}msg, *args, **kw):
 {level_check}    try:
         ok = cache[{key}]
     except KeyError:
         ok = decide(lg, {level}, {key}, made_for)
-    if ok:
-        if kw:
+    if ok == 1:
+        if kw and not quiet(kw, plan):
             kw["stacklevel"] = kw.get("stacklevel", 1) + 1
             return _log(lg, {level}, msg, args, **kw)
         # One argument is stored as itself: the *args tuple then dies here, and each buffered record
@@ -374,7 +400,7 @@ def {name}({params}msg, *args, **kw):
         h._in = n
         if n > h._limit:
             h._slow(rec)
-    elif ok is None:
+    elif ok is None or (ok == 2 and kw):
         kw["stacklevel"] = kw.get("stacklevel", 1) + 1
         return _log(lg, {level}, msg, args, **kw)
 '''
@@ -414,7 +440,7 @@ def install_methods(lg: logging.Logger, h: DeferredHandler) -> None:
     extra_src = "".join(", " + extras[e] for e in plan.extras)
     env: dict[str, Any] = {
         "cache": lg._cache, "lg": lg, "h": h, "append": h._buf.append, "decide": decide, "key": key,  # type: ignore[attr-defined]
-        "keys": keys, "made_for": (h, plan, lg.name), "plan_id": plan.id, "name": lg.name,
+        "keys": keys, "made_for": (h, plan, lg.name), "plan_id": plan.id, "plan": plan, "quiet": quiet, "name": lg.name,
         "_log": logging.Logger._log, "_logging": logging, "immutable": IMMUTABLE_TYPES.issuperset,
         "imm_types": IMMUTABLE_TYPES,
         "render": render, "now": _plan.now, "ident": threading.get_ident, "thread_name": _plan.thread_name,

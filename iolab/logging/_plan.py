@@ -69,6 +69,7 @@ class Plan:
     process_name: bool = False
     task_name: bool = False
     caller: bool = False
+    defaults: frozenset[str] = frozenset()  # fields the format takes from the formatter's defaults
     line: Callable[[tuple[Any, ...]], str] = field(default=lambda r: "", repr=False)
     # Every item of a batch rendered at once; raises Mixed when an item is not a record of this plan.
     lines: Callable[[list[Any]], list[str]] | None = field(default=None, repr=False)
@@ -161,7 +162,7 @@ def compile_plan(formatter: logging.Formatter | None) -> Plan:
     plan = Plan(next(_ids), f, time=bool(used & TIME_FIELDS), thread="thread" in used,
                 thread_name="threadName" in used, process_name="processName" in used,
                 task_name="taskName" in used and "taskName" in _TEMPLATE.__dict__,
-                caller=bool(used & CALLER_FIELDS))
+                caller=bool(used & CALLER_FIELDS), defaults=frozenset(used - RECORD_FIELDS))
     if positional is None:
         def general(r: tuple[Any, ...], f: logging.Formatter = f, record: Callable[..., Any] = plan.record) -> str:
             return f.format(record(r))
