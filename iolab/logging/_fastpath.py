@@ -26,6 +26,7 @@ import datetime
 import decimal
 import itertools
 import logging
+import os
 import sys
 import threading
 import uuid
@@ -350,9 +351,15 @@ def quiet(kw: dict[str, Any], plan: _plan.Plan) -> bool:
     return True
 
 
+def _is_internal_frame(frame: Any) -> bool:
+    """logging._is_internal_frame, for the Python versions that predate it (findCaller skipped only
+    logging's own frames then)."""
+    return os.path.normcase(frame.f_code.co_filename) == logging._srcfile  # type: ignore[attr-defined]
+
+
 def _walk(f: Any) -> Any:
     """Logger.findCaller's walk for stacklevel=1, from the frame that called the fast method."""
-    internal = logging._is_internal_frame  # type: ignore[attr-defined]
+    internal = getattr(logging, "_is_internal_frame", _is_internal_frame)
     while internal(f):
         nf = f.f_back
         if nf is None:
