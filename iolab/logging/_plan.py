@@ -187,6 +187,8 @@ def _parse_percent(fmt: str) -> tuple[list[str], str]:
         out.append(literal)
         if m.group(0) == "%%":
             out.append("%%")
+        elif m.group(2).endswith("%"):
+            raise NotDeferrable(f"its format has a %(field)% conversion: {fmt!r}")
         else:
             fields.append(m.group(1))
             out.append("%" + m.group(2))
