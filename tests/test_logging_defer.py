@@ -600,3 +600,19 @@ def test_keywords_that_cannot_change_the_line_stay_on_the_fast_path(pipe: tuple[
     lg.info("f", extra={"request": "r1"})
     assert h.flush(10)
     assert reader.wait_lines(6) == [b"a", b"b 1", b"c", b"d", b"- e", b"r1 f"]
+
+
+def test_an_argument_that_fails_to_render_at_the_call_is_reported_by_the_stdlib(
+        pipe: tuple[int, int], made: list[logging.Handler], capsys: pytest.CaptureFixture[str]) -> None:
+    r, w = pipe
+    reader = Reader(r)
+    lg = fresh_logger("bad-render")
+    h = deferred(made, lg, w, "%(funcName)s %(message)s")
+    lg.info("a list %d", [1])  # rendered at the call (a list): TypeError, so the stdlib path handles it
+    lg.info("next")
+    assert h.flush(10)
+    fn = "test_an_argument_that_fails_to_render_at_the_call_is_reported_by_the_stdlib"
+    assert reader.wait_lines(1) == [f"{fn} next".encode()]
+    err = capsys.readouterr().err
+    assert "--- Logging error ---" in err and "Message: 'a list %d'" in err and "Arguments: ([1],)" in err
+    assert h.stats()["formatted_on_caller"] == 0, "the failed record is not written, as with the stdlib"

@@ -398,8 +398,9 @@ def {name}({params}msg, *args, **kw):
         if not keep:
             try:
                 msg = render(msg, args)
-            except Exception:
-                return _log(lg, {level}, msg, args, stacklevel=2)
+            except Exception:  # let the stdlib meet the same error, and report it as it does
+                kw["stacklevel"] = kw.get("stacklevel", 1) + 1
+                return _log(lg, {level}, msg, args, **kw)
             a = ()
 {caller}        rec = (plan_id, name, {level}, msg, a{extras})
         append(rec)
