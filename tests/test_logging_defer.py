@@ -616,3 +616,18 @@ def test_an_argument_that_fails_to_render_at_the_call_is_reported_by_the_stdlib(
     err = capsys.readouterr().err
     assert "--- Logging error ---" in err and "Message: 'a list %d'" in err and "Arguments: ([1],)" in err
     assert h.stats()["formatted_on_caller"] == 0, "the failed record is not written, as with the stdlib"
+
+
+def test_a_decimal_is_rendered_with_the_callers_decimal_context(pipe: tuple[int, int],
+                                                                made: list[logging.Handler]) -> None:
+    import decimal
+
+    r, w = pipe
+    reader = Reader(r)
+    lg = fresh_logger("decimal")
+    h = deferred(made, lg, w, deadline=30.0)
+    with decimal.localcontext() as ctx:  # this thread's context only; the writer thread has its own
+        ctx.capitals = 0
+        lg.info("d=%s", decimal.Decimal("1E+5"))
+    assert h.flush(10)
+    assert reader.wait_lines(1) == [b"d=1e+5"], "as str() gives it on the calling thread"

@@ -23,7 +23,6 @@ raises), or for the logger for good (see `why_not`).
 from __future__ import annotations
 
 import datetime
-import decimal
 import itertools
 import logging
 import os
@@ -40,11 +39,12 @@ if TYPE_CHECKING:
     from iolab.logging._deferred import DeferredHandler
 
 # Arguments of these exact types are kept as they are and formatted by the writer: their %-formatting
-# cannot change between the call and the write. Anything else (lists, dicts, objects, subclasses, which
-# may override __str__) is rendered into the message at the call. See docs/logging.md.
+# depends on nothing but the value, so it cannot change between the call and the write, nor differ
+# between threads. Anything else (lists, dicts, objects, subclasses, which may override __str__) is
+# rendered into the message at the call. Not here on purpose: Decimal (str() reads the thread's decimal
+# context), datetime and time (a tzinfo's utcoffset() is arbitrary code). See docs/logging.md.
 IMMUTABLE_TYPES: frozenset[type] = frozenset({
-    str, int, float, bool, type(None), bytes, complex, decimal.Decimal, uuid.UUID,
-    datetime.datetime, datetime.date, datetime.time, datetime.timedelta,
+    str, int, float, bool, type(None), bytes, complex, uuid.UUID, datetime.date, datetime.timedelta,
 })
 LEVEL_METHODS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
                  "error": logging.ERROR, "critical": logging.CRITICAL}
