@@ -9,3 +9,13 @@ def test_exported_members() -> None:
     )
     for name in iolab.__all__:
         assert hasattr(iolab, name)
+
+
+def test_logging_exported_members() -> None:
+    import iolab.logging
+
+    assert sorted(iolab.logging.__all__) == sorted(
+        ["POLICIES", "BatchHandler", "DeferredHandler", "Policy", "flush_all", "install", "install_sigterm_flush"]
+    )
+    for name in iolab.logging.__all__:
+        assert hasattr(iolab.logging, name)

@@ -99,6 +99,13 @@ DEMO_SCENARIOS: tuple[Scenario, ...] = (
              "iolab's batching handler on the event loop", _A, catalog=True,
              log_code="iolab.logging's BatchHandler on the event loop", defers=True,
              peers=("async-blocking-log", "queue-async")),
+    Scenario("deferred-sync", "/deferred-sync", "def + iolab.logging.install(defer=True)",
+             "capturing a tuple from a worker; the writer thread formats and writes", _S, catalog=True,
+             log_code="iolab.logging's deferred capture", defers=True, peers=("ours-sync", "sync-handler")),
+    Scenario("deferred-async", "/deferred-async", "async def + iolab.logging.install(defer=True)",
+             "capturing a tuple on the event loop; the writer thread formats and writes", _A, catalog=True,
+             log_code="iolab.logging's deferred capture on the event loop", defers=True,
+             peers=("ours-async", "async-blocking-log")),
 )
 
 BY_NAME = {s.name: s for s in DEMO_SCENARIOS}

@@ -306,3 +306,38 @@ async def ours_async_endpoint():
     """iolab.logging.BatchHandler on the event loop."""
     _ours.get().info(f"Async log: {random.randint(0, 100)}")
     return {"message": "Asynchronous logging to a batch complete"}
+
+
+# ------------------------------------------------- iolab.logging.install(defer=True): capture only
+
+
+def _build_deferred() -> tuple[logging.Logger, Callable[[], None]]:
+    import iolab.logging
+
+    logger = logging.getLogger("iolab-demo-deferred")
+    logger.propagate = False  # its records go to its own handler only, as the other strategies' do
+    # sigterm_flush=False: the app's lifespan closes the handler (writing what is pending) before uvicorn
+    # exits, as for /ours-*; and this runs on a request, not where a signal handler belongs.
+    handler = iolab.logging.install(logger=logger, stream=fd_writer_stream(), fmt=STDLIB_FORMAT, defer=True,
+                                    sigterm_flush=False)
+    return logger, handler.close
+
+
+_deferred = _lazy(_build_deferred)
+
+
+@router.get("/deferred-sync")
+@with_work
+def deferred_sync_endpoint():
+    """iolab.logging.install(defer=True) from a worker thread: the call appends a tuple, the writer
+    thread formats and writes in batches."""
+    _deferred.get().info(f"Sync log: {random.randint(0, 100)}")
+    return {"message": "Synchronous deferred logging complete"}
+
+
+@router.get("/deferred-async")
+@with_work
+async def deferred_async_endpoint():
+    """iolab.logging.install(defer=True) on the event loop."""
+    _deferred.get().info(f"Async log: {random.randint(0, 100)}")
+    return {"message": "Asynchronous deferred logging complete"}

@@ -100,6 +100,7 @@ def install(
     datefmt: str | None = None,
     replace: bool = True,
     sigterm_flush: bool = True,
+    defer: bool = False,
     **handler_kwargs: Any,
 ) -> BatchHandler:
     """One line to route a logger (default: the root logger) through a BatchHandler.
@@ -109,22 +110,50 @@ def install(
     (without closing them: they may share a stream with others). `sigterm_flush` also installs
     install_sigterm_flush() (main thread only), so a server killed by SIGTERM still writes its last
     records. Returns the handler.
+
+    defer=True returns a DeferredHandler and puts the loggers on its fast path: their calls only capture
+    a tuple and the writer thread formats. It raises ValueError, changing nothing, when a logger could not
+    be deferred with the stdlib's exact output (a filter, another handler its records also reach, a
+    formatter it cannot render later): say why and what to change.
     """
-    handler = BatchHandler(stream if stream is not None else sys.stderr, **handler_kwargs)
+    if defer:
+        from iolab.logging._deferred import DeferredHandler
+        from iolab.logging._fastpath import why_not
+
+        handler: BatchHandler = DeferredHandler(stream if stream is not None else sys.stderr, **handler_kwargs)
+    else:
+        handler = BatchHandler(stream if stream is not None else sys.stderr, **handler_kwargs)
     if fmt is not None:
         handler.setFormatter(logging.Formatter(fmt, datefmt))
     if logger is None or isinstance(logger, str | logging.Logger):
         targets: list[str | logging.Logger] = [logger if logger is not None else ""]
     else:
         targets = list(logger)
-    for target in targets:
-        lg = target if isinstance(target, logging.Logger) else logging.getLogger(target or None)
+    loggers = [t if isinstance(t, logging.Logger) else logging.getLogger(t or None) for t in targets]
+    if isinstance(handler, DeferredHandler if defer else ()):
+        # Check every logger against the handler lists install() is about to set, before changing any.
+        planned: dict[logging.Logger, list[logging.Handler]] = {
+            lg: [handler] if replace else [*lg.handlers, handler] for lg in loggers}
+        for lg in loggers:
+            reason = why_not(lg, handler, planned)
+            if reason is not None:
+                handler.close()
+                raise ValueError(f"iolab.logging.install(defer=True): {reason}. Nothing was changed; "
+                                 "remove the cause, or install without defer=True")
+    for lg in loggers:
         if replace:
             for old in list(lg.handlers):
                 lg.removeHandler(old)
         lg.addHandler(handler)
         if level is not None:
             lg.setLevel(level)
+    if defer:
+        for lg in loggers:
+            reason = handler.promote(lg)  # type: ignore[attr-defined]
+            if reason is not None:  # changed by another thread meanwhile: its calls take the stdlib path
+                import warnings
+
+                warnings.warn(f"iolab.logging.install(defer=True): {reason}", RuntimeWarning, stacklevel=2)
     if sigterm_flush:
         install_sigterm_flush()
     return handler

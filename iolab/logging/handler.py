@@ -63,14 +63,25 @@ class BatchHandler(logging.Handler):
         record is dropped), "drop_newest" (drop the incoming record) or "drop_oldest" (drop the oldest
         buffered records, at least 1/16 of the budget at a time).
     flush_timeout: flush()/close()/exit give up after this many seconds without progress from the sink.
+    defer: True makes this a DeferredHandler: the caller only captures, the writer formats (see
+        docs/logging.md, "defer=True"); its budget is then max_records/batch_records, not bytes.
     """
 
     terminator = "\n"
+
+    def __new__(cls, *args: Any, defer: bool = False, **kwargs: Any) -> BatchHandler:
+        # BatchHandler(defer=True), also from dictConfig ("defer": True), is a DeferredHandler.
+        if defer and cls is BatchHandler:
+            from iolab.logging._deferred import DeferredHandler  # late: it imports this module
+
+            return super().__new__(DeferredHandler)
+        return super().__new__(cls)
 
     def __init__(
         self,
         stream: Any = None,
         *,
+        defer: bool = False,
         filename: str | os.PathLike[str] | None = None,
         mode: str = "a",
         level: int | str = logging.NOTSET,
@@ -83,6 +94,9 @@ class BatchHandler(logging.Handler):
         encoding: str = "utf-8",
         errors: str = "backslashreplace",
     ) -> None:
+        if defer and self._units_are_bytes:
+            raise ValueError(f"defer=True makes a DeferredHandler; {type(self).__name__} is a subclass of "
+                             "BatchHandler that cannot defer")
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, not {policy!r}")
         if deadline <= 0 or batch_bytes <= 0 or max_bytes <= 0:
@@ -206,7 +220,29 @@ class BatchHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
-    def _slow(self, data: bytes) -> None:
+    # ------------------------------------------------------------------ units of the budget
+    # The buffer holds items whose size counts against the budget. Here the items are formatted bytes
+    # and the unit is the byte; the deferred handler (defer=True, _deferred.py) buffers captured records
+    # and counts records. Everything below the caller's fast path is written in these terms.
+    _units_are_bytes = True
+    _unit_name = "byte"
+
+    @property
+    def _max_units(self) -> int:
+        return self.max_bytes
+
+    @property
+    def _batch_units(self) -> int:
+        return self.batch_bytes
+
+    def _size(self, item: Any) -> int:
+        return len(item)
+
+    def _render(self, parts: list[Any]) -> bytes:
+        """The bytes of a batch taken from the buffer (the writer calls it without the lock)."""
+        return b"".join(parts)
+
+    def _slow(self, data: Any) -> None:
         """`data` is already in the buffer and the fast path's one comparison failed: decide properly."""
         with self._lock:
             self._peak = max(self._peak, self._in - self._out)
@@ -224,10 +260,11 @@ class BatchHandler(logging.Handler):
                 self._wake.notify()
             give_up_at: float | None = None
             # A record larger than the whole budget still goes out, alone, when nothing else is pending.
-            alone = len(data) if len(data) > self.max_bytes else 0
+            size = self._size(data)
+            alone = size if size > self._max_units else 0
             while True:
                 used = self._in - self._out
-                if used <= self.max_bytes or used <= alone:
+                if used <= self._max_units or used <= alone:
                     break
                 if self.policy == "drop_oldest":
                     if self._drop_oldest():
@@ -255,12 +292,12 @@ class BatchHandler(logging.Handler):
                 self._unreported_new = 0
             used = self._in - self._out
             self._peak = max(self._peak, used)
-            if not self._signalled and used - self._inflight >= self.batch_bytes:
+            if not self._signalled and used - self._inflight >= self._batch_units:
                 self._signalled = True
                 self._wake.notify()
             self._set_limit()
 
-    def _unlink(self, data: bytes) -> bool:
+    def _unlink(self, data: Any) -> bool:
         """Blank out `data` if the writer has not taken it yet. Lock held, so the writer cannot take now.
 
         Other threads may append after it concurrently, so we only ever overwrite a slot (atomic) and
@@ -270,11 +307,11 @@ class BatchHandler(logging.Handler):
         for i in range(len(buf) - 1, max(-1, len(buf) - 1025), -1):
             if buf[i] is data:
                 buf[i] = b""
-                self._out += len(data)
+                self._out += self._size(data)
                 return True
         return False
 
-    def _insert_before(self, data: bytes, notice: bytes) -> None:
+    def _insert_before(self, data: Any, notice: bytes) -> None:
         buf = self._buf
         for i in range(len(buf) - 1, max(-1, len(buf) - 1025), -1):
             if buf[i] is data:
@@ -282,7 +319,7 @@ class BatchHandler(logging.Handler):
                 break
         else:
             buf.append(notice)
-        self._in += len(notice)
+        self._in += self._size(notice)
 
     def _drop_oldest(self) -> bool:
         """Drop from the front, at least 1/16 of the budget, so overflow handling is amortised.
@@ -290,11 +327,11 @@ class BatchHandler(logging.Handler):
         Returns False when only the newest record is left to drop (the rest is being written).
         """
         buf = self._buf
-        need = max(self._in - self._out - self.max_bytes, self.max_bytes // 16)
+        need = max(self._in - self._out - self._max_units, self._max_units // 16)
         freed = j = records = 0
         last = len(buf) - 1  # the newest record stays
         while j < last and freed < need:
-            size = len(buf[j])
+            size = self._size(buf[j])
             freed += size
             records += size > 0  # slots blanked by _unlink were counted already
             j += 1
@@ -309,12 +346,13 @@ class BatchHandler(logging.Handler):
         if self._idle or self._need_writer or self._closed or self._stalled or self._unreported_new:
             self._limit = -1
         elif self._signalled:
-            self._limit = self._out + self.max_bytes
+            self._limit = self._out + self._max_units
         else:
-            self._limit = self._out + min(self.max_bytes, self._inflight + self.batch_bytes)
+            self._limit = self._out + min(self._max_units, self._inflight + self._batch_units)
 
     def _notice(self, n: int) -> bytes:
-        text = f"… {n} records dropped (iolab.logging: {self.max_bytes}-byte buffer full, policy {self.policy}) …"
+        text = (f"… {n} records dropped (iolab.logging: {self._max_units}-{self._unit_name} buffer full, "
+                f"policy {self.policy}) …")
         return (text + self.terminator).encode(self.encoding, self.errors)
 
     def _start_writer(self) -> bool:
@@ -350,15 +388,16 @@ class BatchHandler(logging.Handler):
                     self._idle = False
                     self._set_limit()
                     continue
-                backlog = self._in - self._out - self._inflight >= self.batch_bytes
+                backlog = self._in - self._out - self._inflight >= self._batch_units
                 if not (backlog or self._urgent or self._closing or self._behind):
                     wake.wait(self.deadline)  # let a batch accumulate; a full batch wakes us early
                 self._write_some()
 
-    def _take(self) -> tuple[bytes, int]:
-        """Move up to _TAKE_RECORDS records out of the buffer into one in-flight batch. Lock held.
+    def _take(self) -> tuple[list[Any], int, int]:
+        """Move up to _TAKE_RECORDS items out of the buffer into one in-flight batch. Lock held.
 
-        Returns the batch and how many of its lines are our own drop notices (not records).
+        Returns the items (render them with _render, without the lock), how many of them are our own
+        drop notices (not records), and the units they weigh.
         """
         buf = self._buf
         notices = 0
@@ -369,79 +408,94 @@ class BatchHandler(logging.Handler):
         if self._unreported_old:
             notice = self._notice(self._unreported_old)
             parts.insert(0, notice)
-            self._in += len(notice)
+            self._in += self._size(notice)
             self._unreported_old = 0
             notices += 1
         if self._unreported_new and (self._urgent or self._closing):
             # No record came after the drops to carry the notice: it closes the batch instead.
             notice = self._notice(self._unreported_new)
             parts.append(notice)
-            self._in += len(notice)
+            self._in += self._size(notice)
             self._unreported_new = 0
             notices += 1
-        data = b"".join(parts)
-        self._inflight = len(data)
+        units = sum(map(self._size, parts))
+        self._inflight = units
         if len(buf) < 256:
             # Repair any increment of _in lost to a thread switch (see the module docstring).
-            self._in = self._out + self._inflight + sum(map(len, buf[:]))
-        if self._in - self._out - self._inflight < self.batch_bytes:
+            self._in = self._out + self._inflight + sum(map(self._size, buf[:]))
+        if self._in - self._out - self._inflight < self._batch_units:
             self._signalled = False
         if not buf:
             self._urgent = False
         self._batches += 1
         self._set_limit()
-        return data, notices
+        return parts, notices, units
 
     def _write_some(self) -> None:
-        """Take a batch and write it with the lock released. Lock held on entry and exit."""
-        data, notices = self._take()
+        """Take a batch, render and write it with the lock released. Lock held on entry and exit."""
+        parts, notices, units = self._take()
         self._lock.release()
         try:
-            self._write(data, notices)
+            self._write(self._render(parts), notices, units)
         finally:
             self._lock.acquire()
             self._inflight = 0
             self._set_limit()
 
-    def _write_now(self, data: bytes) -> None:
+    def _write_now(self, data: Any) -> None:
         """Synchronous write of a record on the calling thread (closed handler, no writer). Lock held."""
-        self._in += len(data)  # _unlink counted it as discarded; it is written after all
-        self._inflight += len(data)
-        try:
-            self._write(data)
-        finally:
-            self._inflight -= len(data)
+        units = self._size(data)
+        self._in += units  # _unlink counted it as discarded; it is written after all
+        self._inflight += units
+        self._write(self._render([data]), 0, units)  # accounts for every unit, written or lost
 
     def _drain_here(self) -> None:
         """Write everything buffered on the calling thread, when there is no writer thread. Lock held."""
         while self._has_work():
             self._urgent = True
-            data, notices = self._take()
+            parts, notices, units = self._take()
             try:
-                if not self._write(data, notices):
+                if not self._write(self._render(parts), notices, units):
                     return
             finally:
                 self._inflight = 0
 
-    def _progress(self, nbytes: int, written: bool = True) -> None:
+    def _progress(self, units: int, nbytes: int = 0) -> None:
+        """`units` left the in-flight batch (`nbytes` of them reached the sink): room for callers."""
         with self._lock:
-            self._inflight -= nbytes
-            self._out += nbytes
-            self._written += nbytes if written else 0
+            self._inflight -= units
+            self._out += units
+            self._written += nbytes
             self._stalled = False
             self._set_limit()
             self._space.notify_all()
 
-    def _write(self, data: bytes, notices: int = 0) -> bool:
-        """Write a batch; on failure count the records lost (not our notices) and return False."""
+    def _progress_bytes(self, nbytes: int) -> None:
+        """After each syscall. Bytes are the units here: memory is freed and callers released at once."""
+        if self._units_are_bytes:
+            self._progress(nbytes, nbytes)
+            return
+        with self._lock:  # records leave when their whole batch is written; this shows the sink moves
+            self._written += nbytes
+            self._stalled = False
+            self._space.notify_all()
+
+    def _write(self, data: bytes, notices: int = 0, units: int | None = None) -> bool:
+        """Write a batch weighing `units`; on failure count the records lost (not our notices), return False.
+
+        Every unit is accounted for by the time this returns (_progress), whether written or lost.
+        """
+        units = len(data) if units is None else units
         if not data:
+            if units:
+                self._progress(units)
             return True
         try:
             if self._fd is not None:
-                self._syscalls += _sink.write_fd(self._fd, data, self._progress)
+                self._syscalls += _sink.write_fd(self._fd, data, self._progress_bytes)
             elif self._stream is not None:
                 self._syscalls += _sink.write_stream(self._stream, data, self.encoding, self.errors,
-                                                     self._progress)
+                                                     self._progress_bytes)
             else:
                 raise _sink.SinkError(OSError("the handler is closed, and its file with it"), memoryview(data))
         except _sink.SinkError as exc:  # a broken sink must not kill the writer: count what it lost
@@ -460,8 +514,10 @@ class BatchHandler(logging.Handler):
             with self._lock:
                 self._dropped += lost
                 self._unreported_old += lost
-                self._progress(len(unwritten), written=False)
+                self._progress(len(unwritten) if self._units_are_bytes else units)
             return False
+        if not self._units_are_bytes:
+            self._progress(units)
         return True
 
     # ------------------------------------------------------------------ flush, close, fork
@@ -485,13 +541,13 @@ class BatchHandler(logging.Handler):
             if self._idle:
                 self._idle = False
             self._wake.notify()
-            last, last_t = self._out, time.monotonic()
+            last, last_t = (self._out, self._written), time.monotonic()
             # _in is approximate (module docstring), so "nothing left at all" also ends the wait.
             while self._out < target and (self._has_work() or self._inflight):
                 self._space.wait(min(timeout, 0.1))
                 now = time.monotonic()
-                if self._out != last:
-                    last, last_t = self._out, now
+                if (self._out, self._written) != last:  # the sink moved: keep waiting
+                    last, last_t = (self._out, self._written), now
                 elif now - last_t >= timeout:
                     self._gave_up_at = self._out
                     return False
