@@ -94,7 +94,8 @@ _REGISTRY = (
         more="more",
         speed=False,
     ),
-    _count("write_syscalls_per_request", "per_request.write_syscalls", "write syscalls per request"),
+    # syscw: write, writev, pwrite and sendfile calls; send/sendto/sendmsg are not counted (docs/measuring.md).
+    _count("write_syscalls_per_request", "per_request.write_syscalls", "write syscalls (syscw) per request"),
     _count(
         "voluntary_ctx_switches_per_request",
         "per_request.voluntary_ctx_switches",
