@@ -187,7 +187,7 @@ def _amount(ratio: float, low: float, high: float, a_value: float, b_value: floa
 
 def _change_phrase(m: Metric | None, c: Comparison, *, as_speed: bool, ci_label: str, p_text: str) -> str:
     """ "faster by 21 % (95 % CI 18–24 %, p=0.002)" or, for counts,
-    "fewer write syscalls per request by 98 % (CI 97–99 %)"."""
+    "fewer write syscalls (syscw) per request by 98 % (CI 97–99 %)"."""
     amount, ci = _amount(c.ratio, c.ci95[0], c.ci95[1], c.a_value, c.b_value)
     if m is None or as_speed:
         words = c.verdict
