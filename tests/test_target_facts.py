@@ -69,7 +69,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 # ------------------------------------------------------------------------- case 10: only what is known
 
 
-@pytest.mark.parametrize("output", ["term", "md", "json"])
+@pytest.mark.parametrize("output", ["term", "md", "html", "json"])
 def test_a_cmd_server_is_not_described_as_the_demo(http_server_run: dict[str, Any], output: str) -> None:
     text = _flat(http_server_run[output])
     said = [w for w in DEMO_WORDS if w in text]
