@@ -125,9 +125,11 @@ def test_the_connections_open_first_and_take_requests_in_turn(stalling: str) -> 
     assert r.ok_2xx == r.requests == 200
     with urllib.request.urlopen(f"{stalling}/peers/turns", timeout=10) as answer:
         per_conn = [int(line.split()[1]) for line in answer.read().decode().splitlines()]
-    assert len(per_conn) == 10 and sum(per_conn) == 200
+    # Ten client ports and no more: the connections opened once, none during the schedule. (Not
+    # "late_no_connection == 0": that counts requests that found all ten busy, which a stall of the
+    # machine itself causes — seen: 2 of 200 during a 57 ms stall on a shared 2-vCPU VM.)
+    assert len(per_conn) == 10 and sum(per_conn) == 200 and r.connect_errors == 0
     assert max(per_conn) - min(per_conn) <= 2  # in turn; a response late past its turn may swap two
-    assert r.schedule is not None and r.schedule.late_no_connection == 0  # none waited for a connect
 
 
 def test_the_warning_says_who_fell_behind() -> None:
