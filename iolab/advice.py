@@ -48,7 +48,7 @@ def buffering_warnings(kind: str, buffering: str) -> list[Warning]:
 
 def write_syscalls_scope(server: Mapping[str, object], measured: bool) -> list[Warning]:
     """The write-syscall figure leaves a server's responses out when it sends them with send*(): say so,
-    unless the server is known to write them with write/writev (uvicorn on uvloop)."""
+    unless the server is known to write them with write/writev (uvicorn or hypercorn on uvloop)."""
     how = server.get("responses_sent_with")
     if not measured or how == "write/writev":
         return []
