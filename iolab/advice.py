@@ -53,6 +53,25 @@ def buffering_warnings(kind: str, buffering: str) -> list[Warning]:
     return out
 
 
+def write_syscalls_scope(server: Mapping[str, object], measured: bool) -> list[Warning]:
+    """The write-syscall figure leaves a server's responses out when it sends them with send*(): say so,
+    unless the server is known to write them with write/writev (uvicorn or hypercorn on uvloop)."""
+    how = server.get("responses_sent_with")
+    if not measured or how == "write/writev":
+        return []
+    counted = ("write syscalls per request count write, writev, pwrite and sendfile calls (/proc/PID/io "
+               "syscw); send/sendto/sendmsg are not counted")
+    if how == "send":
+        what = (f"{counted}, and this server ({server.get('name')} on the {server.get('loop')} loop) answers "
+                "with send(), so the figure leaves out every response it sent.")
+    else:
+        what = (f"{counted}, and how this server sends its responses is not known to iolab: one that "
+                "answers with send() (Python's http.server, gunicorn's sync workers, asyncio without uvloop) "
+                "makes more output system calls than the figure shows.")
+    return [_w("write-syscalls-scope", what + " Compare the figure only between runs of the same server, or "
+               "count every call with strace -f -c -p PID.")]
+
+
 # p50 varying this much (CV %) over rounds while the mean varies under half of it: a bimodal distribution.
 UNSTABLE_P50_CV_PCT = 20.0
 # The modified z-score needs a handful of rounds: with 3, two close values make the third an "outlier".

@@ -178,6 +178,9 @@ def compare_command(base: Path, new: Path, gates: tuple[str, ...], markdown: Pat
                     html: Path | None) -> None:
     """Compare two saved runs per scenario and metric; with --fail-if, act as a CI gate.
 
+    write_syscalls_per_request counts write, writev, pwrite and sendfile calls (/proc/PID/io syscw), not
+    send/sendto/sendmsg: a server that answers with send shows fewer than it makes.
+
     \b
     Examples:
       iolab compare base.json new.json

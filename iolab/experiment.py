@@ -183,9 +183,9 @@ class Experiment:
                 not isinstance(config.target, RunningTarget):
             self.state.warnings.append(Warning(
                 "pythonunbuffered-removed",
-                "PYTHONUNBUFFERED was set in your environment; iolab removed it from the server's so its "
-                "stdout is block-buffered as Python's default on a pipe. To measure unbuffered output, "
-                "pass --unbuffered.",
+                "PYTHONUNBUFFERED was set in your environment; iolab removed it from the server's, so a "
+                "Python server's stdout is block-buffered, Python's default on a pipe. To measure unbuffered "
+                "output, pass --unbuffered.",
             ))
 
     # ------------------------------------------------------------------------------------ public
@@ -270,16 +270,27 @@ class Experiment:
     # ------------------------------------------------------------------------------------ facts
     def _environment(self) -> dict[str, object]:
         cfg = self.config
-        return {
-            "python": facts.python(),
-            "packages": facts.package_versions(),
-            "uvicorn": {**facts.uvicorn_implementations(), "access_log": True},
-            "stdout": {"kind": cfg.stdout, "buffering": python_buffering(cfg.stdout, cfg.unbuffered),
-                       "pythonunbuffered_in_server_env": cfg.unbuffered,
-                       "pythonunbuffered_in_our_env": os.environ.get("PYTHONUNBUFFERED")},
-            "interval_s": cfg.interval_s,
-            "demo_knobs": {"work_us": cfg.work_us, "sink_latency_ms": cfg.sink_latency_ms},
-        }
+        target = cfg.target
+        env: dict[str, object] = {}
+        # Only a server iolab serves runs iolab's interpreter and packages (and uvicorn, by default): for
+        # --cmd and --url those would describe iolab, not the server (facts.server_facts says what is known).
+        served = isinstance(target, AppTarget)
+        if isinstance(target, AppTarget):
+            env["python"] = facts.python()
+            env["packages"] = facts.package_versions()
+            if target.server == "uvicorn":
+                env["uvicorn"] = {**facts.uvicorn_implementations(target.loop), "access_log": True}
+        env["server"] = facts.server_facts(target)
+        running = isinstance(target, RunningTarget)
+        env["stdout"] = {
+            "kind": "unknown" if running else cfg.stdout,
+            # Python's rules hold for a Python server iolab serves; another server buffers its own way.
+            "buffering": python_buffering(cfg.stdout, cfg.unbuffered) if served else "unknown",
+            "pythonunbuffered_in_server_env": None if running else cfg.unbuffered,
+            "pythonunbuffered_in_our_env": os.environ.get("PYTHONUNBUFFERED")}
+        env["interval_s"] = cfg.interval_s
+        env["demo_knobs"] = {"work_us": cfg.work_us, "sink_latency_ms": cfg.sink_latency_ms}
+        return env
 
     def _target(self) -> dict[str, object]:
         return self.config.target.describe()
@@ -300,6 +311,9 @@ class Experiment:
         applied_cpus = self.state.limits.get("cpus") if self.state.limits else None
         out += advice.scenario_warnings(
             scenarios, float(applied_cpus) if isinstance(applied_cpus, (int, float)) and applied_cpus else None)
+        server = self.state.environment.get("server")
+        out += advice.write_syscalls_scope(server if isinstance(server, dict) else {},
+                                           bool(cfg.target.describe().get("server_measured")))
         if isinstance(cfg.target, RunningTarget):
             if cfg.target.pid is None:
                 out.append(Warning("server-not-measured",

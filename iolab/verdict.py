@@ -113,7 +113,8 @@ _REGISTRY = (
         zero_means=_NO_SERVER_CPU,
         server_side=True,
     ),
-    _count("write_syscalls_per_request", "per_request.write_syscalls", "write syscalls per request"),
+    # syscw: write, writev, pwrite and sendfile calls; send/sendto/sendmsg are not counted (docs/measuring.md).
+    _count("write_syscalls_per_request", "per_request.write_syscalls", "write syscalls (syscw) per request"),
     _count(
         "voluntary_ctx_switches_per_request",
         "per_request.voluntary_ctx_switches",
@@ -252,7 +253,7 @@ def _amount(ratio: float, low: float, high: float, a_value: float, b_value: floa
 
 def _change_phrase(m: Metric | None, c: Comparison, *, as_speed: bool, ci_label: str, p_text: str) -> str:
     """ "faster by 21 % (95 % CI 18–24 %, p=0.002)" or, for counts,
-    "fewer write syscalls per request by 98 % (CI 97–99 %)"."""
+    "fewer write syscalls (syscw) per request by 98 % (CI 97–99 %)"."""
     amount, ci = _amount(c.ratio, c.ci95[0], c.ci95[1], c.a_value, c.b_value)
     if m is None or as_speed:
         words = c.verdict

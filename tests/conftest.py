@@ -10,8 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Hypothesis fails an example that takes over 200 ms, and a test whose data takes too long to generate:
+# wall-clock limits a slower, shared machine crosses. Our property tests assert results, never speed.
+settings.register_profile("iolab", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("iolab")
 
 
 # ``python -m iolab`` with SIGINT's default restored first, for tests that press Ctrl-C: a job started in

@@ -22,7 +22,8 @@ from iolab.drivers.builtin import run_load
 from iolab.drivers.summary import behind_schedule, latency_summary, load_facts, uncorrected_summary
 from tests.test_driver_builtin import _wait_for_port
 
-# /stall/N: every Nth request to it blocks the whole server (the event loop) for 200 ms.
+# /stall/N: every Nth request to it blocks the whole server (the event loop) for STALL_MS.
+STALL_MS = 200.0  # the time.sleep(0.2) in APP
 # /peer/TAG: counted per client port under TAG; /peers/TAG answers those counts ("port count" lines).
 APP = """
 import time
@@ -37,7 +38,7 @@ async def app(scope, receive, send):
     path = scope["path"]
     counts[path] = counts.get(path, 0) + 1
     if path.startswith("/stall/") and counts[path] % int(path.rsplit("/", 1)[1]) == 0:
-        time.sleep(0.2)
+        time.sleep(0.2)  # STALL_MS
     body = b"ok"
     if path.startswith("/peer/"):
         by_port = peers.setdefault(path[6:], {})
@@ -79,9 +80,10 @@ def test_a_rare_stall_shows_in_the_corrected_p99_only(stalling: str) -> None:
     corrected, uncorrected = latency_summary(r), uncorrected_summary(r)
     assert uncorrected is not None
     assert r.completed == r.requests == 500 and r.failed == 0
-    # Counted from the due time, the ~50 requests that fell due during each stall waited for it.
-    assert corrected.latency_ms.p99 > 100.0
-    assert uncorrected.latency_ms.p99 < 50.0
+    # Counted from the due time, the ~50 requests that fell due during each stall waited for it. Bounds
+    # are shares of the stall (a sleep: never shorter), not of anything the machine's speed sets.
+    assert corrected.latency_ms.p99 > 0.5 * STALL_MS
+    assert uncorrected.latency_ms.p99 < 0.25 * STALL_MS
     assert corrected.latency_ms.p99 > 3 * uncorrected.latency_ms.p99
     assert all(c >= u for c, u in zip(r.latencies_us, r.latencies_uncorrected_us, strict=True))
 
@@ -92,9 +94,9 @@ def test_a_stall_every_50th_request(stalling: str) -> None:
     r = run_load(open_loop(f"{stalling}/stall/50", rate=100.0))
     corrected, uncorrected = latency_summary(r), uncorrected_summary(r)
     assert uncorrected is not None
-    assert uncorrected.latency_ms.p99 >= 150.0  # the stalled requests themselves
-    assert uncorrected.latency_ms.p90 < 20.0
-    assert corrected.latency_ms.p75 > 20.0 and corrected.latency_ms.p90 > 5 * uncorrected.latency_ms.p90
+    assert uncorrected.latency_ms.p99 >= 0.75 * STALL_MS  # the stalled requests themselves
+    assert uncorrected.latency_ms.p90 < 0.1 * STALL_MS
+    assert corrected.latency_ms.p75 > 0.1 * STALL_MS and corrected.latency_ms.p90 > 5 * uncorrected.latency_ms.p90
     # With one connection every request due during a stall leaves late, and the driver says so.
     assert r.schedule is not None and r.schedule.late_no_connection > 0
     warning = behind_schedule(r)
@@ -123,9 +125,11 @@ def test_the_connections_open_first_and_take_requests_in_turn(stalling: str) -> 
     assert r.ok_2xx == r.requests == 200
     with urllib.request.urlopen(f"{stalling}/peers/turns", timeout=10) as answer:
         per_conn = [int(line.split()[1]) for line in answer.read().decode().splitlines()]
-    assert len(per_conn) == 10 and sum(per_conn) == 200
+    # Ten client ports and no more: the connections opened once, none during the schedule. (Not
+    # "late_no_connection == 0": that counts requests that found all ten busy, which a stall of the
+    # machine itself causes — seen: 2 of 200 during a 57 ms stall on a shared 2-vCPU VM.)
+    assert len(per_conn) == 10 and sum(per_conn) == 200 and r.connect_errors == 0
     assert max(per_conn) - min(per_conn) <= 2  # in turn; a response late past its turn may swap two
-    assert r.schedule is not None and r.schedule.late_no_connection == 0  # none waited for a connect
 
 
 def test_the_warning_says_who_fell_behind() -> None:
@@ -164,7 +168,7 @@ def test_a_timed_closed_loop(stalling: str) -> None:
     r = run_load(LoadSpec(url=f"{stalling}/ok", duration_s=0.5, concurrency=4, keepalive=True),
                  progress=lambda d, t: seen.append((d, t)))
     assert r.ok_2xx == r.requests > 0 and r.failed == 0
-    assert 0.4 < r.duration_s < 1.5
+    assert 0.8 < r.duration_s / 0.5 < 3  # it stops about when asked: no request starts after 0.5 s
     assert seen[-1] == (500, 500)  # milliseconds: a timed run cannot count requests in advance
     assert r.schedule is None and r.latencies_uncorrected_us == ()
 

@@ -216,7 +216,8 @@ def mangled(draw: st.DrawFn, original: str) -> str:
 
 
 @pytest.mark.parametrize(("fixture", "parse"), _CASES, ids=[c[0] for c in _CASES])
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_mangled_outputs_never_escape_as_other_errors(fixture: str, parse: Callable[[str], LoadResult],
                                                       data: st.DataObject) -> None:

@@ -26,8 +26,12 @@ class Reader:
     """Drains a descriptor on a thread; remembers every read so tests can look at batching."""
 
     def __init__(self, fd: int, start: bool = True) -> None:
-        self.fd = fd
+        # A descriptor of its own, closed by the thread when it ends: the test closes its copy at teardown,
+        # and the next test's pipe reuses that number. A thread reading the number it was given would, if
+        # slow to get there (a loaded machine), read the next test's pipe and steal its lines.
+        self.fd = os.dup(fd)
         self.chunks: list[bytes] = []
+        self.arrived: list[float] = []  # time.monotonic() of each read, for lower bounds on delays
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._run, daemon=True)
         if start:
@@ -46,8 +50,10 @@ class Reader:
                 if not b:
                     self.chunks.append(b"")
                     self.cond.notify_all()
+                    os.close(self.fd)
                     return
                 self.chunks.append(b)
+                self.arrived.append(time.monotonic())
                 self.cond.notify_all()
 
     def wait_for(self, needle: bytes, timeout: float = 10.0) -> list[bytes]:
@@ -134,10 +140,13 @@ def test_a_single_record_goes_out_after_the_deadline_not_before(pipe: tuple[int,
     reader = Reader(r)
     h = new_handler(handlers, w, deadline=0.5)
     lg = make_logger(h, "deadline")
+    t0 = time.monotonic()
     lg.info("first")
-    time.sleep(0.1)
-    assert reader.data == b"", "the writer waits for the deadline (0.5 s) before a partial batch"
     assert reader.wait_lines(1, timeout=5.0) == [b"first"]
+    # A lower bound only, which a slow or busy machine can only make later: the writer waits the deadline
+    # (a timed wait, which never returns early) before it writes a partial batch.
+    waited = reader.arrived[0] - t0
+    assert waited >= 0.5 - 0.005, f"the writer sent a partial batch after {waited:.3f} s, before its 0.5 s deadline"
     # Idle writer wakes again for a later record.
     time.sleep(0.3)
     lg.info("second")

@@ -179,15 +179,15 @@ def test_count_metric_note_and_zero_baseline() -> None:
     b = scenario("sync-queue", [round_record(i, writes=w) for i, w in enumerate([0.02, 0.021, 0.019])])
     c = verdict.compare(a, b, metrics=["write_syscalls_per_request"])[0]
     assert c.verdict == "faster"
-    assert c.note.startswith("fewer write syscalls per request by 98 % (CI ")
-    assert "— fewer write syscalls per request by 98 % (95 % CI" in verdict.describe(c)
+    assert c.note.startswith("fewer write syscalls (syscw) per request by 98 % (CI ")
+    assert "— fewer write syscalls (syscw) per request by 98 % (95 % CI" in verdict.describe(c)
 
     zero = scenario("noop-sync", [round_record(i, writes=0.0) for i in range(3)])
     one = scenario("sync-raw", [round_record(i, writes=1.0) for i in range(3)])
     z = verdict.compare(zero, one, metrics=["write_syscalls_per_request"])[0]
     assert z.verdict == "slower" and z.ratio == RATIO_UNBOUNDED
-    assert z.note == "more write syscalls per request, from 0.00 to 1.00"
-    assert verdict.describe(z).endswith("— more write syscalls per request, from 0.00 to 1.00 (p<0.001)")
+    assert z.note == "more write syscalls (syscw) per request, from 0.00 to 1.00"
+    assert verdict.describe(z).endswith("— more write syscalls (syscw) per request, from 0.00 to 1.00 (p<0.001)")
     json.dumps(to_dict(z), allow_nan=False)
     both_zero = verdict.compare(zero, zero, metrics=["write_syscalls_per_request"])[0]
     assert both_zero.verdict == "no significant difference" and both_zero.ratio == 1.0
@@ -262,7 +262,7 @@ def test_attribute_without_controls_and_with_other_metric() -> None:
         "/noop-sync vs /noop-async: `def` instead of `async def` changes p50 latency by +18.9 ms"
     )
     writes = verdict.attribute(res, metric="write_syscalls_per_request")
-    assert writes[0].startswith("/sync vs /async: write syscalls per request 0.00 (95 % CI 0.00 to 0.00, not")
+    assert writes[0].startswith("/sync vs /async: write syscalls (syscw) per request 0.00 (95 % CI 0.00 to 0.00, not")
     assert verdict.attribute({}) == []
     with pytest.raises(KeyError):
         verdict.attribute(res, metric="bogus")

@@ -18,7 +18,7 @@ from typing import Any
 
 from iolab import latency
 from iolab.compare import Gate, RunComparison
-from iolab.export import charts
+from iolab.export import about_server, charts
 from iolab.export.tables import (
     VERDICT_METRICS,
     Table,
@@ -191,7 +191,7 @@ def _bar(s: ScenarioResult, i: int,
 
 # Panel titles stay short: four panels share a 10-inch row. The figure's title says "per request".
 _COST: tuple[tuple[str, Callable[[Any], float | None]], ...] = (
-    ("write syscalls", lambda x: x.per_request.write_syscalls),
+    ("write syscalls (syscw)", lambda x: x.per_request.write_syscalls),
     ("voluntary switches", lambda x: x.per_request.voluntary_ctx_switches),
     ("involuntary switches", lambda x: x.per_request.involuntary_ctx_switches),
     ("CPU ms", lambda x: x.per_request.cpu_ms),
@@ -243,9 +243,9 @@ def _time_series_chart(result: RunResult) -> charts.Chart | None:
 def _pidstat_note(result: RunResult) -> str:
     parts = [f"{_e(s.path)}: main thread {s.main_thread.cswch_per_s.mean:,.0f}/s, whole process "
              f"{s.cswch_per_s.mean:,.0f}/s" for s in result.scenarios if s.cswch_per_s.count]
-    return ("<p><code>pidstat -w</code> reads <code>/proc/PID/status</code>, the main (event-loop) thread "
-            "only: the dashed lines are what the seed's cswch/s column showed; the solid lines add every "
-            "worker thread. Mean voluntary switches per second — " + "; ".join(parts) + ".</p>") if parts else ""
+    return ("<p><code>pidstat -w</code> reads <code>/proc/PID/status</code>, "
+            f"{about_server.main_thread(result.target)} only: the dashed lines are what the seed's cswch/s "
+            "column showed; the solid lines add every other thread. Mean voluntary switches per second — " + "; ".join(parts) + ".</p>") if parts else ""
 
 
 def _verdict_kind(c: Comparison) -> str:

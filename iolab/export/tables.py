@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from iolab.export import about_server
 from iolab.results import Comparison, RunResult, ScenarioResult, Summary
 from iolab.stats import RATIO_UNBOUNDED
 
@@ -13,6 +14,12 @@ LATENCY_ROWS: tuple[tuple[str, str], ...] = (
     ("98%", "p98"), ("99%", "p99"), ("99.9%", "p99_9"), ("100%", "p100"), ("mean", "mean"),
 )
 SUMMARY_COLUMNS = ("Count", "Min", "P50", "P90", "P95", "P99", "Max", "Mean")
+# What per_request.write_syscalls counts (measured: 1.000 per write, writev and sendfile on a socket,
+# 0.000 per send, sendall and sendmsg); shown wherever the figure is (docs/measuring.md).
+WRITE_SYSCALLS_CAPTION = (
+    "write syscalls (syscw) = write, writev, pwrite and sendfile calls of the whole process, from /proc/PID/io "
+    "syscw; send/sendto/sendmsg (how http.server, gunicorn sync workers and asyncio without uvloop answer) "
+    "are not counted")
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ def _summary_table(result: RunResult, title: str, pick: Callable[[ScenarioResult
 
 def context_switch_tables(result: RunResult) -> list[Table]:
     whole = "per-second samples inside the measured window, every thread of the server (exited ones kept)"
-    main = "/proc/PID/status: the main (event-loop) thread only — what `pidstat -w` shows"
+    main = f"/proc/PID/status: {about_server.main_thread(result.target)} only — what `pidstat -w` shows"
     return [
         _summary_table(result, "cswch/s — voluntary context switches, whole process",
                        lambda s: s.cswch_per_s, whole),
@@ -100,12 +107,11 @@ def per_request_table(result: RunResult) -> Table:
         ))
     return Table(
         "Per request, server side (measured window)",
-        ("Scenario", "write syscalls", "vol. switches", "invol. switches", "CPU ms", "req/s",
+        ("Scenario", "write syscalls (syscw)", "vol. switches", "invol. switches", "CPU ms", "req/s",
          "req per CPU-s", "stdout lines", "failed", "non-2xx"),
         tuple(rows),
         _missing_note(any(not s.per_request.measured or s.rps is None for s in result.scenarios))
-        + "write syscalls from /proc/PID/io syscw (every write/writev of the process, socket writes "
-        "included); switches summed over every thread; CPU = user + sys of the whole process",
+        + WRITE_SYSCALLS_CAPTION + "; switches summed over every thread; CPU = user + sys of the whole process",
     )
 
 
@@ -120,20 +126,17 @@ def threads_table(result: RunResult) -> Table:
         "Where the switches happen: per thread name, per request",
         ("Scenario", "thread", "threads", "vol. switches", "invol. switches", "CPU ms"),
         tuple(rows),
-        "`main` is the event loop; AnyIO worker threads run `def` endpoints",
+        about_server.threads_caption(result),
     )
 
 
 def facts_table(result: RunResult) -> Table:
     lim = result.limits
     env = result.environment
-    stdout = env.get("stdout", {}) if isinstance(env.get("stdout"), dict) else {}
     py = env.get("python", {}) if isinstance(env.get("python"), dict) else {}
-    pk = env.get("packages", {}) if isinstance(env.get("packages"), dict) else {}
-    uv = env.get("uvicorn", {}) if isinstance(env.get("uvicorn"), dict) else {}
     load = result.load
     rows: list[tuple[str, str]] = [
-        ("target", f"{result.target.get('app')} ({result.target.get('kind')})"),
+        ("target", about_server.target_text(result.target)),
         ("limits", _limits_text(lim)),
         ("pinning", f"server on CPU {lim.get('server_cpus')}, load on CPU {lim.get('load_cpus')}"
          if lim.get("server_cpus") else "none"),
@@ -141,13 +144,11 @@ def facts_table(result: RunResult) -> Table:
                  f" -c {load.get('concurrency')}, warm-up {load.get('warmup_requests')}, "
                  f"{'keep-alive' if load.get('keepalive') else 'new connection per request'}, "
                  f"{load.get('rounds')} round(s)"),
-        ("stdout", f"{stdout.get('kind')}, {stdout.get('buffering')}-buffered"
-                   + (" (PYTHONUNBUFFERED removed from the server's environment)"
-                      if stdout.get("pythonunbuffered_in_our_env") and not
-                      stdout.get("pythonunbuffered_in_server_env") else "")),
-        ("python", f"{py.get('implementation')} {py.get('version')}"),
-        ("uvicorn", f"{pk.get('uvicorn')} (loop {uv.get('loop')}, http {uv.get('http')}), fastapi "
-                    f"{pk.get('fastapi')}, aiologger {pk.get('aiologger')}"),
+        ("stdout", about_server.stdout_text(result)),
+        # The server's Python is iolab's own only when iolab serves the app.
+        *([("python", f"{py.get('implementation')} {py.get('version')}")] if about_server.served(result.target)
+          else []),
+        ("server", about_server.server_text(result)),
         ("machine", f"{result.machine.get('cpu_model')}, {result.machine.get('cpu_count')} CPUs, "
                     f"kernel {result.machine.get('kernel')}"),
     ]
@@ -205,7 +206,7 @@ def noise_table(result: RunResult) -> Table:
 
 VERDICT_METRICS: tuple[tuple[str, str], ...] = (
     ("p50_ms", "p50"), ("p99_ms", "p99"), ("mean_ms", "mean"), ("rps", "req/s"), ("rps_per_server_cpu_s", "req/CPU-s"),
-    ("cpu_ms_per_request", "CPU/req"), ("write_syscalls_per_request", "writes/req"),
+    ("cpu_ms_per_request", "CPU/req"), ("write_syscalls_per_request", "syscw/req"),
     ("voluntary_ctx_switches_per_request", "vol.sw/req"),
 )
 
@@ -277,7 +278,9 @@ def comparison_tables(comparisons: Sequence[Comparison], paths: dict[str, str]) 
              f"{c.p_value:.3g}", c.verdict)
             for c in cs
         )
+        caption = ("write_syscalls_per_request: " + WRITE_SYSCALLS_CAPTION
+                   if any(c.metric == "write_syscalls_per_request" for c in cs) else "")
         tables.append(Table(f"{paths.get(name, name)}: new vs base", ("metric", "base", "new", "change",
                                                                         "95 % CI of ratio", "p", "verdict"),
-                            rows, left_columns=1))
+                            rows, caption, left_columns=1))
     return tables

@@ -14,7 +14,8 @@ def rich_table(t: Table) -> RichTable:
     rt = RichTable(title=t.title, caption=t.caption or None, box=box.SIMPLE_HEAD, title_justify="left",
                    caption_justify="left", title_style="bold")
     for i, h in enumerate(t.headers):
-        rt.add_column(h, justify="left" if i < t.left_columns else "right", no_wrap=i > 0)
+        # Text columns wrap (a long fact must not squeeze the labels out); numbers never do.
+        rt.add_column(h, justify="left" if i < t.left_columns else "right", no_wrap=i >= t.left_columns)
     for row in t.rows:
         rt.add_row(*row)
     return rt

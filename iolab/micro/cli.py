@@ -81,7 +81,7 @@ def micro_command(program: tuple[str, ...], input_path: str | None, runs: int, w
                   md_path: str | None) -> None:
     """What does my output cost? Runs a Python script or any command in each output setting (stdout to a
     pipe, a file, /dev/null, a pty; for Python also unbuffered and with print disabled) and reports wall
-    time, CPU, write syscalls, bytes, context switches and peak RSS, side by side, with why."""
+    time, CPU, write syscalls (syscw), bytes, context switches and peak RSS, side by side, with why."""
     opts = MicroOptions(
         tokens=program, input=input_path, runs=runs, warmup=warmup, timeout_s=timeout_s,
         keep_going=keep_going, python=python, stdout_kinds=parse_stdout_kinds(stdout_kinds),

@@ -71,10 +71,11 @@ def time_table(result: MicroResult) -> Table:
 
 def os_table(result: MicroResult) -> Table:
     return _measured(result, "Operating-system evidence — median (min–max)", (
-        ("write syscalls", "write_syscalls", "count"), ("bytes written", "write_bytes", "size"),
+        ("write syscalls (syscw)", "write_syscalls", "count"), ("bytes written", "write_bytes", "size"),
         ("vol. cs", "voluntary_ctx_switches", "count"), ("invol. cs", "involuntary_ctx_switches", "count"),
         ("peak RSS", "rss_peak_bytes", "size"),
-    ), "write syscalls and bytes: /proc/PID/io of the exited process (every descriptor); voluntary and "
+    ), "write syscalls (syscw) and bytes (wchar): /proc/PID/io of the exited process, every descriptor: "
+       "write, writev, pwrite and sendfile calls (send/sendto/sendmsg are not counted); voluntary and "
        "involuntary context switches, peak RSS: wait4()")
 
 

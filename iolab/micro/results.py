@@ -60,6 +60,7 @@ class RunRecord:
 
     ``run`` is 0 for the warm-up, 1… for measured runs. ``write_syscalls`` and ``write_bytes`` are the
     kernel's ``syscw`` and ``wchar`` from ``/proc/PID/io`` of the exited process: every write-type call
+    (write, writev, pwrite, sendfile; not send/sendto/sendmsg)
     on every descriptor (stdout, stderr, files), its threads and its reaped children included.
     ``stdout_bytes`` and ``stdout_lines`` are what arrived at the stdout target (None for /dev/null; on a
     pty the terminal turns each ``\\n`` into ``\\r\\n``, so bytes include the added ``\\r``).
