@@ -222,7 +222,7 @@ def test_report_html_to_dev_full_is_refused(saved_run: Path) -> None:
 
 def test_report_to_stdout_and_to_a_file_still_work(saved_run: Path, tmp_path: Path) -> None:
     proc = run_cli("report", str(saved_run), "--format", "json", "-o", "-", timeout=60)
-    assert proc.returncode == 0 and json.loads(proc.stdout)["schema"] == "iolab.run/1"
+    assert proc.returncode == 0 and json.loads(proc.stdout)["schema"] == results.SCHEMA
     out = tmp_path / "new" / "dir" / "r.md"  # missing directories under a writable one are created
     proc = run_cli("report", str(saved_run), "-o", str(out), timeout=60)
     assert proc.returncode == 0, proc.stderr
