@@ -39,10 +39,10 @@ from types import FrameType
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from benchmarks.drivers import fidelity, paired, servers  # noqa: E402
-from iolab import facts  # noqa: E402
-from iolab.drivers import get_driver  # noqa: E402
-from iolab.drivers.base import LoadResult, LoadSpec  # noqa: E402
-from iolab.drivers.summary import latency_summary  # noqa: E402
+from iolab.measure import facts  # noqa: E402
+from iolab.measure.drivers import get_driver  # noqa: E402
+from iolab.measure.drivers.base import LoadResult, LoadSpec  # noqa: E402
+from iolab.measure.drivers.summary import latency_summary  # noqa: E402
 
 DRIVERS = ("builtin", "wrk", "ab", "hey")
 TARGETS = ("nginx", "uvicorn")

@@ -14,11 +14,11 @@ __version__ = "0.1.0"
 __all__ = ["RunConfig", "RunResult", "ScenarioSpec", "__version__", "load_results", "run_experiment"]
 
 _LAZY = {
-    "RunConfig": ("iolab.config", "RunConfig"),
-    "ScenarioSpec": ("iolab.config", "ScenarioSpec"),
+    "RunConfig": ("iolab.measure.config", "RunConfig"),
+    "ScenarioSpec": ("iolab.measure.config", "ScenarioSpec"),
     "RunResult": ("iolab.results", "RunResult"),
     "load_results": ("iolab.results", "load"),
-    "run_experiment": ("iolab.experiment", "run_experiment"),
+    "run_experiment": ("iolab.measure.experiment", "run_experiment"),
 }
 
 

@@ -1,4 +1,4 @@
-from iolab.cli import main
+from iolab.cli.main import main
 
 if __name__ == "__main__":
     main()

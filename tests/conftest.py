@@ -44,7 +44,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240, env: dict
 
 def iolab_cgroups() -> list[str]:
     # v1 memory cgroups are created under our own (nested) memory cgroup: find_cgroups walks them all.
-    from iolab.limits import find_cgroups
+    from iolab.measure.limits import find_cgroups
 
     return sorted(find_cgroups())
 
@@ -68,7 +68,7 @@ def _orphaned_servers() -> list[str]:
     out = []
     for p in psutil.process_iter(["cmdline", "ppid"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if "-m iolab.serve" not in cmd:
+        if "-m iolab.measure.server_child" not in cmd:
             continue
         try:
             parent = " ".join(psutil.Process(p.info["ppid"]).cmdline())

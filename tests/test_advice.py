@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from iolab import advice
-from iolab.aggregate import aggregate
+from iolab.analysis import advice
+from iolab.analysis.aggregate import aggregate
 from iolab.results import DriverUsage, LatencyMs, MainThread, PerRequest, RoundRecord, StdoutInfo, Summary
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from iolab import results, verdict
-from iolab.compare import parse_gate
+from iolab import results
+from iolab.analysis import verdict
+from iolab.analysis.compare import parse_gate
 from iolab.errors import UsageError
 from tests.conftest import run_cli
 

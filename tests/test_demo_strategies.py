@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from iolab import verdict
+from iolab.analysis import verdict
 from iolab.demo import scenarios
 from iolab.errors import UsageError
 from tests.conftest import run_cli

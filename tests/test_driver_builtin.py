@@ -21,9 +21,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from iolab.drivers.base import LoadResult, LoadSpec
-from iolab.drivers.builtin import BuiltinDriver, run_load, spec_from_json, spec_to_json
 from iolab.errors import DriverError, UsageError
+from iolab.measure.drivers.base import LoadResult, LoadSpec
+from iolab.measure.drivers.builtin import BuiltinDriver, run_load, spec_from_json, spec_to_json
 
 # Written to a temporary directory and served by uvicorn in its own process.
 APP = """
@@ -361,7 +361,7 @@ def test_the_child_is_killed_when_the_caller_fails(server: str) -> None:
     drivers = [
         p
         for p in psutil.Process().children(recursive=True)
-        if "iolab.drivers.builtin" in " ".join(p.cmdline())
+        if "iolab.measure.drivers.builtin" in " ".join(p.cmdline())
     ]
     assert drivers == []
 

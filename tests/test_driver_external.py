@@ -13,10 +13,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from iolab.drivers import get_driver
-from iolab.drivers.base import LoadResult, LoadSpec
-from iolab.drivers.summary import latency_summary
 from iolab.errors import DriverError, UsageError
+from iolab.measure.drivers import get_driver
+from iolab.measure.drivers.base import LoadResult, LoadSpec
+from iolab.measure.drivers.summary import latency_summary
 from tests.test_driver_builtin import _free_port, server  # noqa: F401 - the fixture, shared
 
 TOOLS = ("ab", "wrk", "hey")

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from iolab import hdrlog
-from iolab.drivers.base import LoadSpec
-from iolab.drivers.builtin import run_load
-from iolab.drivers.summary import behind_schedule, latency_summary, load_facts, uncorrected_summary
+from iolab.measure import hdrlog
+from iolab.measure.drivers.base import LoadSpec
+from iolab.measure.drivers.builtin import run_load
+from iolab.measure.drivers.summary import behind_schedule, latency_summary, load_facts, uncorrected_summary
 from tests.test_driver_builtin import _wait_for_port
 
 # /stall/N: every Nth request to it blocks the whole server (the event loop) for STALL_MS.
@@ -135,7 +135,7 @@ def test_the_connections_open_first_and_take_requests_in_turn(stalling: str) -> 
 def test_the_warning_says_who_fell_behind() -> None:
     from dataclasses import replace
 
-    from iolab.drivers.base import LoadResult, Schedule
+    from iolab.measure.drivers.base import LoadResult, Schedule
 
     kept = Schedule(target_rate=1000, achieved_rate=999, arrival="uniform", sent=10_000, late=30,
                     late_no_connection=0, lag_p50_us=50, lag_p99_us=900, lag_max_us=2500)
@@ -151,7 +151,7 @@ def test_the_warning_says_who_fell_behind() -> None:
 
 
 def test_poisson_schedules_repeat_with_the_seed() -> None:
-    from iolab.drivers.builtin_child import Load
+    from iolab.measure.drivers.builtin_child import Load
 
     def dues(seed: int) -> list[int]:
         load = Load(LoadSpec(url="http://x/", rate=100.0, duration_s=1.0, arrival="poisson", seed=seed),
@@ -218,7 +218,7 @@ def test_the_precise_timer_never_fires_early() -> None:
     import asyncio
     import time
 
-    from iolab.drivers.pacer import PreciseTimer
+    from iolab.measure.drivers.pacer import PreciseTimer
 
     async def fire_times(precise: bool) -> tuple[bool, list[tuple[int, int]]]:
         loop = asyncio.get_running_loop()

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iolab.drivers import ab, hey, wrk
-from iolab.drivers.base import LoadResult
-from iolab.drivers.summary import latency_summary, rebuild
 from iolab.errors import DriverError
+from iolab.measure.drivers import ab, hey, wrk
+from iolab.measure.drivers.base import LoadResult
+from iolab.measure.drivers.summary import latency_summary, rebuild
 
 FIXTURES = Path(__file__).parent / "fixtures" / "drivers"
 

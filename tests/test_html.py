@@ -12,22 +12,23 @@ from pathlib import Path
 import matplotlib
 import pytest
 
-from iolab import latency, results, verdict
-from iolab.aggregate import aggregate
-from iolab.compare import compare_runs, parse_gate
-from iolab.export import html
-from iolab.export.tables import all_tables
+from iolab import results
+from iolab.analysis import latency, verdict
+from iolab.analysis.aggregate import aggregate
+from iolab.analysis.compare import compare_runs, parse_gate
+from iolab.report import html
+from iolab.report.tables import all_tables
 from iolab.results import (
     DriverUsage,
     MainThread,
     PerRequest,
     RoundRecord,
     RunResult,
+    RunWarning,
     Sample,
     StdoutInfo,
     Summary,
     ThreadTotal,
-    Warning,
 )
 from tests.conftest import run_cli
 
@@ -76,7 +77,7 @@ def make_result(paths: list[str], rounds: int = 3, n: int = 2000, samples: int =
         environment={"interval_s": 1.0, "stdout": {"kind": "pipe", "buffering": "block"},
                      "python": {"implementation": "CPython", "version": "3.11"}},
         scenarios=tuple(scenarios), comparisons=tuple(comps),
-        warnings=(Warning("no-handler", "the logger has <no> handler & drops records. Add a handler."),),
+        warnings=(RunWarning("no-handler", "the logger has <no> handler & drops records. Add a handler."),),
         attribution=("/b vs /a: it is the `def` hand-off.",),
     )
 
@@ -156,7 +157,7 @@ def test_self_contained(page: str) -> None:
 
 def test_strings_from_the_results_are_escaped() -> None:
     r = make_result([EVIL, "/price$/x_y", "_hidden"], rounds=2)
-    r = replace(r, warnings=(Warning("<img src=x>", "a <b>bold</b> claim"),),
+    r = replace(r, warnings=(RunWarning("<img src=x>", "a <b>bold</b> claim"),),
                 attribution=("<i>x</i>",), target={"app": "<svg onload=alert(1)>", "kind": "demo"})
     doc = html.render(r)
     assert "<script>alert" not in doc and "<img src=x>" not in doc and "<svg onload" not in doc

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from iolab import results
-from iolab.export import charts, html
-from iolab.export.tables import all_tables
+from iolab.report import charts, html
+from iolab.report.tables import all_tables
 from iolab.results import RunResult
 from tests.conftest import REPO, run_cli
 

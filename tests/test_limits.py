@@ -18,9 +18,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from iolab import limits
 from iolab.errors import LimitsError, UsageError
-from iolab.limits import LimitSession, LimitsRequest, parse_cpus, parse_memory, sweep_stale, systemd_run_argv
+from iolab.measure import limits
+from iolab.measure.limits import (
+    LimitSession,
+    LimitsRequest,
+    parse_cpus,
+    parse_memory,
+    sweep_stale,
+    systemd_run_argv,
+)
 
 MiB = 1 << 20
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create cgroups")
@@ -337,7 +344,7 @@ def test_a_crashing_python_still_removes_its_cgroups(tmp_path: Path) -> None:
     script.write_text(
         textwrap.dedent("""
         import subprocess
-        from iolab.limits import LimitSession, LimitsRequest
+        from iolab.measure.limits import LimitSession, LimitsRequest
         s = LimitSession(LimitsRequest())
         applied = s.prepare()
         child = subprocess.Popen(["sleep", "60"])

@@ -255,7 +255,7 @@ def _read(name: str) -> str:
 
 
 def _parsed(tool: str, case: str) -> Any:
-    from iolab.drivers import ab, hey, wrk
+    from iolab.measure.drivers import ab, hey, wrk
 
     if tool == "ab":
         return ab.parse(_read(f"ab_{case}.stdout.txt"), _read(f"ab_{case}.stderr.txt"),
@@ -279,7 +279,7 @@ def _parsed(tool: str, case: str) -> Any:
     ("wrk", "404_close", "every response was non-2xx (6,031 responses; wrk does not say which status)"),
 ])
 def test_tools_that_measured_nothing_fail_the_round(tool: str, case: str, reason: str) -> None:
-    from iolab.drivers.summary import outcome
+    from iolab.measure.drivers.summary import outcome
 
     o = outcome(_parsed(tool, case), timeout_s=1.0, url="http://127.0.0.1:18099/")
     assert o.status == "failed" and o.error_kind == "nothing-measured" and o.successful == 0
@@ -287,7 +287,7 @@ def test_tools_that_measured_nothing_fail_the_round(tool: str, case: str, reason
 
 
 def test_a_tool_with_some_failures_is_degraded_or_ok() -> None:
-    from iolab.drivers.summary import outcome
+    from iolab.measure.drivers.summary import outcome
 
     # wrk's timeout figure: 2 connections found waiting past --timeout, 2 responses that did arrive.
     o = outcome(_parsed("wrk", "timeout"), timeout_s=1.0)
@@ -299,9 +299,9 @@ def test_a_tool_with_some_failures_is_degraded_or_ok() -> None:
 
 def test_a_failed_round_has_null_figures_even_with_a_server_sampled() -> None:
     """record.measured_round on a load where nothing succeeded: counts kept, no figure invented."""
-    from iolab.drivers.summary import outcome
-    from iolab.probe import Window
-    from iolab.record import ServerSide, measured_round
+    from iolab.measure.drivers.summary import outcome
+    from iolab.measure.probe import Window
+    from iolab.measure.record import ServerSide, measured_round
     from iolab.results import StdoutInfo
 
     load = _parsed("hey", "404")
@@ -318,7 +318,7 @@ def test_a_failed_round_has_null_figures_even_with_a_server_sampled() -> None:
 
 
 def test_stall_detector_needs_a_full_pipe_and_less_than_a_page_read() -> None:
-    from iolab.sinks import PIPE_PAGE, StallDetector
+    from iolab.measure.sinks import PIPE_PAGE, StallDetector
 
     cap = 65_536
     d = StallDetector(limit_s=10.0)
@@ -339,7 +339,7 @@ def test_slow_sink_close_does_not_wait_out_its_throttle() -> None:
     import os
     import time
 
-    from iolab.sinks import SlowSink
+    from iolab.measure.sinks import SlowSink
 
     sink = SlowSink(1)
     fd = sink.child_fd()

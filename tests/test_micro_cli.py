@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from iolab.micro.results import load
+from iolab.results.micro import load
 from tests.conftest import IOLAB_WITH_CTRL_C, REPO, iolab_env, run_cli
 
 LINES = 3000

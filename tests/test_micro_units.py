@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from iolab.analysis.micro.derive import derive_all, explain
 from iolab.errors import ResultsFileError, UsageError
-from iolab.micro.derive import derive_all, explain
-from iolab.micro.results import (
+from iolab.measure.micro.spawn import read_proc_io
+from iolab.measure.micro.target import build_settings, parse_modes, parse_stdout_kinds, resolve_target
+from iolab.results.micro import (
     SCHEMA,
     Derived,
     MicroConfig,
@@ -26,8 +28,6 @@ from iolab.micro.results import (
     loads,
     summarize,
 )
-from iolab.micro.spawn import read_proc_io
-from iolab.micro.target import build_settings, parse_modes, parse_stdout_kinds, resolve_target
 
 
 def test_proc_io_of_a_zombie_is_readable_and_final() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from iolab import limits, procs
+from iolab.measure import limits, procs
 from tests.conftest import REPO
 
 
@@ -90,7 +90,7 @@ def test_sigkill_mid_run_kills_server_and_driver_and_the_next_run_removes_the_cg
         iolab_proc: Launcher, tmp_path: Path) -> None:
     proc = iolab_proc("run", "--scenario", "noop-async", "-n", "200000", "-c", "10", "--rounds", "1",
                       "--warmup", "0", "-q", "-o", str(tmp_path / "r.json"))
-    iolab_proc.wait_for("the server and the builtin driver", _has("iolab.serve", "builtin_child"))
+    iolab_proc.wait_for("the server and the builtin driver", _has("iolab.measure.server_child", "builtin_child"))
     cgroups = limits.find_cgroups(owner=proc.pid)
     iolab_proc.kill_and_expect_none_left(proc)
     if os.geteuid() == 0:
@@ -116,7 +116,7 @@ def test_sigkill_mid_run_kills_an_external_driver(iolab_proc: Launcher, tool: st
     load = ["--duration", "60s"] if tool == "wrk" else ["-n", "5000000"]
     proc = iolab_proc("run", "--scenario", "noop-async", "--driver", tool, *load, "-c", "10", "--rounds", "1",
                       "--warmup", "0", "--cpus", "0", "--memory", "0", "-q", "-o", str(tmp_path / "r.json"))
-    iolab_proc.wait_for(f"the server and {tool}", _has("iolab.serve", f"/{tool} "))
+    iolab_proc.wait_for(f"the server and {tool}", _has("iolab.measure.server_child", f"/{tool} "))
     iolab_proc.kill_and_expect_none_left(proc)
 
 

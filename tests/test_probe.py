@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from iolab.errors import AccessDenied, NoSuchProcess
-from iolab.probe import (
+from iolab.measure.probe import (
     CLOCK_TICKS,
     PAGE_SIZE,
     Counters,

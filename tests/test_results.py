@@ -18,11 +18,11 @@ from iolab.results import (
     PerRequest,
     RoundRecord,
     RunResult,
+    RunWarning,
     ScenarioResult,
     StdoutInfo,
     Summary,
     ThreadTotal,
-    Warning,
 )
 
 
@@ -49,7 +49,7 @@ def _result() -> RunResult:
         schema=results.SCHEMA, created="2026-01-01T00:00:00+00:00", tool_version="0.1.0", machine={},
         target={"kind": "demo"}, load={}, limits={}, environment={}, scenarios=(sc,),
         comparisons=(Comparison("a", "b", "p50_ms", 1.0, 2.0, 2.0, (1.5, 2.5), 0.01, "slower"),),
-        warnings=(Warning("x", "do y"),),
+        warnings=(RunWarning("x", "do y"),),
     )
 
 

@@ -192,12 +192,12 @@ def test_ctrl_c_kills_servers_removes_cgroups_keeps_results(tmp_path: Path) -> N
         while time.monotonic() < deadline:
             started = psutil.Process(proc.pid).children(recursive=True)
             cmds = [_cmdline(c) for c in started]
-            if any("iolab.serve" in c for c in cmds) and any("iolab.drivers.builtin" in c for c in cmds):
+            if any("iolab.measure.server_child" in c for c in cmds) and any("iolab.measure.drivers.builtin" in c for c in cmds):
                 break
             assert proc.poll() is None, proc.communicate()[1]
             time.sleep(0.1)
-        assert any("iolab.serve" in _cmdline(c) for c in started)
-        assert any("iolab.drivers.builtin" in _cmdline(c) for c in started)
+        assert any("iolab.measure.server_child" in _cmdline(c) for c in started)
+        assert any("iolab.measure.drivers.builtin" in _cmdline(c) for c in started)
         time.sleep(0.5)  # a moment of load: the interrupt lands mid-measurement, not during the driver's start
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)

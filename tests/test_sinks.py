@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from iolab.errors import UsageError
-from iolab.sinks import make_sink, parse_rate, python_buffering
+from iolab.measure.sinks import make_sink, parse_rate, python_buffering
 
 # Flushes stdout before the stderr line so the order is the same with and without PYTHONUNBUFFERED.
 WRITER = ("import sys\nfor i in range(500):\n    print('line', i)\nsys.stdout.flush()\n"

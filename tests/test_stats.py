@@ -1,4 +1,4 @@
-"""iolab.stats against numpy, the statistics module and scipy (test-only dependencies)."""
+"""iolab.analysis.stats against numpy, the statistics module and scipy (test-only dependencies)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from iolab import stats
+from iolab.analysis import stats
 from iolab.results import Summary
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)

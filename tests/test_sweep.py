@@ -14,7 +14,10 @@ from typing import Any
 import pytest
 
 from iolab import results
-from iolab.config import RunConfig
+from iolab.analysis.sweep import grid
+from iolab.measure.config import RunConfig
+from iolab.measure.sweep import MAX_REQUESTS, MIN_REQUESTS, Sweep, SweepSpec, expected_rate, plan_requests
+from iolab.report.sweep import render_heatmap_svg, render_html, winner_table
 from iolab.results import (
     DriverUsage,
     LatencyMs,
@@ -26,17 +29,7 @@ from iolab.results import (
     StdoutInfo,
     Summary,
 )
-from iolab.sweep import (
-    Sweep,
-    SweepSpec,
-    grid,
-    load,
-    plan_requests,
-    render_heatmap_svg,
-    render_html,
-    winner_table,
-)
-from iolab.sweep.run import MAX_REQUESTS, MIN_REQUESTS, expected_rate
+from iolab.results.sweep import load
 from tests.conftest import REPO, run_cli
 
 STRATEGIES = ("sync-handler", "async-blocking-log", "queue-async")
@@ -128,12 +121,12 @@ def test_sweep_finds_winners_and_reads_the_grid(tmp_path: Path) -> None:
 
 
 def _sweep_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    """`iolab sweep` once cli.py registers it; until then the same command through iolab.sweep_cli."""
-    from iolab import cli
+    """`iolab sweep` once cli.py registers it; until then the same command through iolab.cli.sweep."""
+    from iolab.cli import main as cli
 
     if any(name == "sweep" for name, _ in cli._COMMANDS):
         return run_cli("sweep", *args, timeout=timeout)
-    return subprocess.run([sys.executable, "-m", "iolab.sweep_cli", *args], cwd=REPO, stdin=subprocess.DEVNULL,
+    return subprocess.run([sys.executable, "-m", "iolab.cli.sweep", *args], cwd=REPO, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -174,16 +167,16 @@ def test_slow_tiny_sweep_end_to_end(tmp_path: Path) -> None:
 
 def _nothing(i: int) -> RoundRecord:
     """A round in which no request succeeded: what record.failed_round writes."""
-    from iolab.record import failed_round
+    from iolab.measure.record import failed_round
 
     return failed_round(i, "2026-01-01T00:00:00Z", "no request succeeded: every response was 500 (1000 requests)",
                         StdoutInfo(), error_kind="nothing-measured")
 
 
 def test_a_cell_that_measured_nothing_shows_no_figure(tmp_path: Path) -> None:
-    from iolab.aggregate import aggregate
+    from iolab.analysis.aggregate import aggregate
     from iolab.errors import DegradedRunError, NothingMeasuredError
-    from iolab.sweep.render import values_table
+    from iolab.report.sweep import values_table
 
     def experiment(cfg: RunConfig, reporter: Any) -> RunResult:
         run = _fake_experiment(cfg, reporter)
@@ -229,7 +222,7 @@ def test_sweep_v1_document_nulls_strategies_without_a_successful_round(tmp_path:
     v = doc["cells"][0]["strategies"][0]
     v.update(rounds_ok=0, rps=0.0, p50_ms=0.0, p99_ms=0.0, cpu_ms_per_request=0.0,
              voluntary_ctx_switches_per_request=0.0, lines_per_request=0.0)
-    from iolab.sweep.model import loads
+    from iolab.results.sweep import loads
 
     old = loads(json.dumps(doc))
     assert old.schema == "iolab.sweep/2" and old.cells[0].strategies[0].rps is None

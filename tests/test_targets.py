@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from iolab.errors import AccessDenied, NoSuchProcess, UsageError
-from iolab.targets import check_pid, check_url
+from iolab.measure.targets import check_pid, check_url
 from tests.conftest import run_cli
 
 SMALL = ("-n", "200", "-c", "10", "--warmup", "20", "--interval", "0.2", "--rounds", "1", "-q")

@@ -1,4 +1,4 @@
-"""iolab.verdict on small ScenarioResults built in code (only the numbers are made up)."""
+"""iolab.analysis.verdict on small ScenarioResults built in code (only the numbers are made up)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from iolab import verdict
+from iolab.analysis import verdict
+from iolab.analysis.stats import RATIO_UNBOUNDED
 from iolab.results import (
     Comparison,
     DriverUsage,
@@ -20,7 +21,6 @@ from iolab.results import (
     Summary,
     to_dict,
 )
-from iolab.stats import RATIO_UNBOUNDED
 
 
 def round_record(

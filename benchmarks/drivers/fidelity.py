@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.drivers import pacing, paired
-from iolab.drivers import get_driver
-from iolab.drivers.base import LoadResult, LoadSpec
-from iolab.drivers.summary import latency_summary, uncorrected_summary
-from iolab.drivers.wrk import WrkDriver
+from iolab.measure.drivers import get_driver
+from iolab.measure.drivers.base import LoadResult, LoadSpec
+from iolab.measure.drivers.summary import latency_summary, uncorrected_summary
+from iolab.measure.drivers.wrk import WrkDriver
 
 TOLERANCE = 0.10  # the target: within 10 % of wrk's
 BUNCHED_US = 20  # a send this soon after the previous one left in the same burst

@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from iolab import stats
-from iolab.drivers import get_driver
-from iolab.drivers.base import LoadSpec
+from iolab.analysis import stats
+from iolab.measure.drivers import get_driver
+from iolab.measure.drivers.base import LoadSpec
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The demo app's scenarios: one path each, what each isolates, and which control it pairs with.
 
-This module is the one source of truth about the demo's structure: ``iolab.verdict`` reads the controls,
+This module is the one source of truth about the demo's structure: ``iolab.analysis.verdict`` reads the controls,
 the log-code phrases and the peer pairs from here. It imports nothing heavy (no FastAPI, no loggers).
 
 Groups for ``--scenario``: ``default`` — the seed's four endpoints, the two no-logging controls and the

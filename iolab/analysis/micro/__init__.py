@@ -1,0 +1,2 @@
+"""``iolab micro``'s analysis: per-call costs and the closing explanation, from the records.
+"""

@@ -1,0 +1,47 @@
+"""Options that more than one command takes, declared and parsed once (``iolab run``, ``iolab sweep``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from iolab.errors import UsageError
+from iolab.measure.limits import LimitsRequest, check_memory_limit, parse_cpus, parse_memory
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def limit_options(f: F) -> F:
+    """--cpus, --memory, --pin/--no-pin, --require-limits (the seed's 0.5 CPU and 256 MB by default)."""
+    for option in reversed((
+        click.option("--cpus", default="0.5", show_default=True,
+                     help="CPU limit for the server (0 = none; at least 0.01)."),
+        click.option("--memory", default="256M", show_default=True,
+                     help="Memory limit for the server (0 = none; at least 32M)."),
+        click.option("--pin/--no-pin", default=True, show_default=True,
+                     help="Pin the server and the load driver to different cores."),
+        click.option("--require-limits", is_flag=True, help="Fail instead of running without the limits."),
+    )):
+        f = option(f)
+    return f
+
+
+def limits_request(kw: dict[str, Any]) -> LimitsRequest:
+    """The parsed values of :func:`limit_options`; unreadable or too small ones are a one-line UsageError.
+
+    Checked before anything starts: a limit below the minimum (limits.MIN_MEMORY_BYTES, MIN_CPUS) would
+    only measure the OOM killer or the throttle.
+    """
+    try:
+        cpus = parse_cpus(str(kw["cpus"]))
+    except ValueError as exc:
+        raise UsageError(f"--cpus {kw['cpus']}: {exc}") from None
+    text = str(kw["memory"]).strip()
+    try:
+        memory = None if text in ("0", "none", "") else parse_memory(text)
+        check_memory_limit(memory)
+    except ValueError as exc:
+        raise UsageError(f"--memory {kw['memory']}: {exc}") from None
+    return LimitsRequest(cpus=cpus, memory_bytes=memory, pin=kw["pin"], require=kw["require_limits"])

@@ -1,0 +1,61 @@
+"""What one ``iolab run`` is asked to do, as plain frozen dataclasses (the CLI only fills these in)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from iolab.measure.drivers.summary import MAX_ERROR_PCT
+from iolab.measure.limits import LimitsRequest
+from iolab.measure.targets import AppTarget, Target
+
+DEMO_APP = "iolab.demo.app:app"
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """One path of the target, measured on a fresh server."""
+
+    name: str
+    path: str
+    method: str = "GET"
+    description: str = ""
+    control: str | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    scenarios: tuple[ScenarioSpec, ...]
+    target: Target = field(default_factory=lambda: AppTarget(DEMO_APP, kind="demo"))
+    requests: int = 10_000
+    concurrency: int = 100
+    warmup: int = 1_000
+    keepalive: bool = False
+    timeout_s: float = 30.0
+    interval_s: float = 1.0
+    rounds: int = 3
+    limits: LimitsRequest = field(default_factory=LimitsRequest)
+    stdout: str = "pipe"
+    sink_rate_bytes_per_s: int = 400_000
+    unbuffered: bool = False
+    ready_timeout_s: float = 30.0
+    output: Path = Path("iolab-results/run.json")
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    compare: tuple[tuple[str, str], ...] = ()
+    # Load driver (issue 5): builtin | ab | wrk | hey; an open loop with rate + duration (builtin only); a
+    # closed loop for a time with duration alone.
+    driver: str = "builtin"
+    rate: float | None = None
+    duration_s: float | None = None
+    arrival: str = "uniform"
+    hdr_log: Path | None = None
+    # Demo knobs (issue 8), passed to the demo app through its environment.
+    work_us: int = 0
+    sink_latency_ms: float = 0.0
+    # A round whose requests did not succeed in more than this share (percent) is "degraded" (exit 8).
+    max_error_pct: float = MAX_ERROR_PCT
+
+    @property
+    def is_demo(self) -> bool:
+        return isinstance(self.target, AppTarget) and self.target.kind == "demo"

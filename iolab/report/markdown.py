@@ -1,0 +1,35 @@
+"""GitHub Markdown: the same tables, ready to paste into an issue or a blog post."""
+
+from __future__ import annotations
+
+from iolab.report.tables import Table, all_tables
+from iolab.results import RunResult
+
+
+def _escape(cell: str) -> str:
+    return cell.replace("|", "\\|").replace("\n", " ")
+
+
+def table(t: Table) -> str:
+    head = "| " + " | ".join(_escape(h) for h in t.headers) + " |"
+    align = "|" + "|".join(":---" if i < t.left_columns else "---:" for i in range(len(t.headers))) + "|"
+    body = ["| " + " | ".join(_escape(c) for c in row) + " |" for row in t.rows]
+    out = [f"### {t.title}", "", head, align, *body]
+    if t.caption:
+        out += ["", f"*{t.caption}*"]
+    return "\n".join(out)
+
+
+def render(result: RunResult) -> str:
+    parts = [f"# iolab run — {result.created}", ""]
+    for t in all_tables(result):
+        parts += [table(t), ""]
+    if result.attribution:
+        parts += ["### What the differences come from", ""]
+        parts += [f"- {line}" for line in result.attribution]
+        parts.append("")
+    if result.warnings:
+        parts += ["### Warnings", ""]
+        parts += [f"- **{w.kind}**: {_escape(w.message)}" for w in result.warnings]
+        parts.append("")
+    return "\n".join(parts)
