@@ -16,6 +16,7 @@ import click
 
 from iolab import __version__
 from iolab.cli.options import limit_options
+from iolab.cli.opts_try import try_options
 from iolab.errors import EXIT_INTERRUPTED, IolabError
 
 
@@ -142,6 +143,7 @@ def _default_output() -> Path:
 @click.option("--html", type=click.Path(path_type=Path), default=None,
               help="Also write a self-contained HTML report with charts (opens offline).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@try_options
 def run_command(**kw: Any) -> None:
     """Reproduce the seed experiment (or measure your app) and print the tables.
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from iolab.cli.options import limits_request
+from iolab.cli.opts_try import apply_try
 from iolab.demo.scenarios import select, skipped
 from iolab.errors import DegradedRunError, NothingMeasuredError, ServerDiedError, UsageError
 from iolab.measure.config import DEMO_APP, RunConfig, ScenarioSpec
@@ -123,7 +124,7 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
     validate(driver, LoadSpec(url="http://127.0.0.1:1/", requests=kw["requests"], concurrency=kw["concurrency"],
                               keepalive=kw["keepalive"], timeout_s=kw["timeout_s"], rate=rate,
                               duration_s=duration_s, arrival=kw.get("arrival") or "uniform"))
-    return RunConfig(
+    return apply_try(RunConfig(
         scenarios=scenarios,
         target=target,
         compare=tuple(pairs),
@@ -150,7 +151,7 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         work_us=kw.get("work_us", 0),
         sink_latency_ms=kw.get("sink_latency_ms", 0.0),
         max_error_pct=kw.get("max_error_pct", MAX_ERROR_PCT),
-    )
+    ), kw)
 
 
 class ProgressReporter:
@@ -278,8 +279,11 @@ def compare_from_cli(base_path: Path, new_path: Path, gate_texts: tuple[str, ...
                      markdown_path: Path | None, html_path: Path | None = None) -> None:
     from iolab import results
     from iolab.analysis.compare import compare_runs, parse_gate
+    from iolab.analysis.findings import comparison_findings
     from iolab.errors import GateFailedError
     from iolab.report import tables
+    from iolab.report.findings import markdown as findings_md
+    from iolab.report.findings import print_findings
 
     # Unwritable outputs are bad input (exit 2), found before anything is read or any gate judged.
     check_outputs(("--markdown", markdown_path), ("--html", html_path), stdout=("--markdown",))
@@ -293,6 +297,8 @@ def compare_from_cli(base_path: Path, new_path: Path, gate_texts: tuple[str, ...
     tabs = tables.comparison_tables(rc.comparisons, paths)
     if not tabs and not rc.failures:  # with gates, a new run that has lost every scenario is a regression
         raise UsageError(f"{base_path} and {new_path} have no successful scenario in common")
+    found = comparison_findings(rc.comparisons, paths, (str(base_path), str(new_path)))
+    print_findings(found, out)  # the answer first
     for t in tabs:
         out.print(terminal.rich_table(t))
     for name in rc.only_in_base:
@@ -300,7 +306,7 @@ def compare_from_cli(base_path: Path, new_path: Path, gate_texts: tuple[str, ...
     for name in rc.only_in_new:
         out.print(f"only in new: {name}", highlight=False)
     if markdown_path is not None:
-        text = "\n\n".join(markdown.table(t) for t in tabs) + "\n"
+        text = findings_md(found) + "\n" + "\n\n".join(markdown.table(t) for t in tabs) + "\n"
         if str(markdown_path) == "-":
             sys.stdout.write(text)
         else:
@@ -308,7 +314,8 @@ def compare_from_cli(base_path: Path, new_path: Path, gate_texts: tuple[str, ...
     if html_path is not None:  # before the gates decide the exit code: a failing CI keeps its page
         from iolab.report import html
 
-        keeper.write("--html", html_path, html.render_comparison(rc, (str(base_path), str(new_path)), gates))
+        keeper.write("--html", html_path, html.render_comparison(rc, (str(base_path), str(new_path)), gates,
+                                                                 found))
     keeper.raise_if_fell_back()
     if gates:  # after every output is written: a failing CI keeps its tables and page
         for check in rc.passed:
@@ -322,9 +329,10 @@ def compare_from_cli(base_path: Path, new_path: Path, gate_texts: tuple[str, ...
 
 def report_from_cli(results_file: Path, fmt: str | None, output: Path | None) -> None:
     from iolab import results
+    from iolab.analysis.findings import with_findings
 
     check_outputs(("-o", output), stdout=("-o",))
-    result = results.load(results_file)
+    result = with_findings(results.load(results_file))  # regenerated: a file from an older iolab has none
     if fmt is None:
         suffix = output.suffix.lower() if output is not None and str(output) != "-" else ""
         fmt = {".md": "md", ".markdown": "md", ".json": "json", ".html": "html",

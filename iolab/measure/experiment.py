@@ -19,8 +19,9 @@ from typing import Protocol
 from iolab import __version__, results
 from iolab.analysis import advice, verdict
 from iolab.analysis.aggregate import aggregate, window_samples
+from iolab.analysis.findings import with_findings
 from iolab.errors import IolabError, NoSuchProcess, ServerStartError
-from iolab.measure import facts, hdrlog
+from iolab.measure import facts, hdrlog, trying
 from iolab.measure.config import RunConfig, ScenarioSpec
 from iolab.measure.drivers import get_driver
 from iolab.measure.drivers.base import LoadResult, LoadSpec
@@ -85,6 +86,7 @@ class _State:
     rounds: dict[str, list[RoundRecord]] = field(default_factory=dict)
     warnings: list[RunWarning] = field(default_factory=list)
     hdr_entries: list[hdrlog.Entry] = field(default_factory=list)
+    try_applied: dict[str, dict[str, object]] = field(default_factory=dict)  # --try: per scenario
 
 
 def server_env(config: RunConfig) -> dict[str, str]:
@@ -237,7 +239,8 @@ class Experiment:
         for spec in cfg.scenarios:
             rounds = self.state.rounds.get(spec.name)
             if rounds:
-                scenarios.append(aggregate(spec.name, spec.path, spec.description, rounds))
+                scenarios.append(trying.labelled(aggregate(spec.name, spec.path, spec.description, rounds), spec,
+                                                 self.state.try_applied))
         by_name = {s.name: s for s in scenarios}
         ok = {n: s for n, s in by_name.items() if any(r.status == "ok" for r in s.rounds)}
         measured = {n: s for n, s in by_name.items() if any(r.measured for r in s.rounds)}
@@ -248,7 +251,7 @@ class Experiment:
         if cfg.is_demo and len(ok) >= 2:
             # The mean, not p50: under the quota p50 jumps between the distribution's two modes (advice.py).
             attribution = verdict.attribute(ok, "mean_ms")[:-1] + verdict.attribute(ok, "cpu_ms_per_request")
-        return RunResult(
+        return with_findings(RunResult(
             schema=results.SCHEMA,
             created=self.state.created,
             tool_version=__version__,
@@ -262,7 +265,7 @@ class Experiment:
             warnings=tuple(self._warnings(measured, scenarios)),
             attribution=tuple(attribution),
             status=status,
-        )
+        ))
 
     def save(self, status: str) -> RunResult:
         result = self.snapshot(status)
@@ -308,7 +311,7 @@ class Experiment:
 
     def _warnings(self, scenarios: dict[str, ScenarioResult], every: list[ScenarioResult]) -> list[RunWarning]:
         cfg = self.config
-        out = list(self.state.warnings) + advice.outcome_warnings(every)
+        out = list(self.state.warnings) + advice.outcome_warnings(every) + trying.warnings(every)
         out += advice.buffering_warnings(cfg.stdout, python_buffering(cfg.stdout, cfg.unbuffered))
         applied_cpus = self.state.limits.get("cpus") if self.state.limits else None
         out += advice.scenario_warnings(
@@ -349,7 +352,8 @@ class Experiment:
                                         StdoutInfo(kind="unknown", buffering="unknown"))
         sink = self._sink(spec, round_no)
         stdout_info = StdoutInfo(kind=cfg.stdout, buffering=python_buffering(cfg.stdout, cfg.unbuffered))
-        with LimitSession(cfg.limits, name="iolab") as session:
+        env = server_env(cfg)
+        with LimitSession(cfg.limits, name="iolab") as session, trying.knobs_for(spec, env, self.state.try_applied):
             applied = session.prepare()
             self.state.limits = {**applied.to_dict()}
             if isinstance(target, AppTarget):
@@ -359,7 +363,7 @@ class Experiment:
                 command_port(target)
                 argv, url = target.argv(), url_for(target.url, spec.path)
             self.reporter.phase("starting server")
-            server = ServerProcess(session.wrap_command(argv), env=server_env(cfg), sink=sink,
+            server = ServerProcess(session.wrap_command(argv), env=env, sink=sink,
                                    attach=session.attach, cwd=None)
             try:
                 detail = lambda: _tail_text(sink.counts().tail)  # noqa: E731 - read at failure time

@@ -250,6 +250,9 @@ class ScenarioResult:
     latency_uncorrected_ms: LatencyMs = field(default_factory=LatencyMs)  # open loop, merged over rounds
     latency_uncorrected_hdr: str = ""
     successful: int = 0  # completed responses with a 2xx or 3xx status, over the measured rounds
+    # --try (docs/try.md): every knob's value, and what the knobs found and did in the server.
+    variant: dict[str, str] | None = None
+    try_applied: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,23 @@ class Comparison:
     verdict: str
     method: str = ""
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One sentence of the answer (iolab.analysis.findings): b against a on one metric, with its figure.
+
+    ``change`` is the relative change b/a − 1 (−0.21 = 21 % less), ``ci95`` its 95 % interval; a finding
+    that states no measurable difference carries the interval that includes 0.
+    """
+
+    text: str
+    metric: str
+    scenario_a: str
+    scenario_b: str
+    change: float
+    ci95: tuple[float, float]
+    significant: bool = False
 
 
 @dataclass(frozen=True)
@@ -292,6 +312,7 @@ class RunResult:
     warnings: tuple[RunWarning, ...] = ()
     attribution: tuple[str, ...] = ()
     status: str = "complete"
+    findings: tuple[Finding, ...] = ()  # the answer first (iolab.analysis.findings), ranked by effect
 
 
 # ---------------------------------------------------------------------------------------------- JSON
