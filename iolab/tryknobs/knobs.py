@@ -148,7 +148,7 @@ def apply_access_log() -> None:
     names = []
     for name in ACCESS_LOGGERS:
         lg = logging.getLogger(name)
-        if lg.handlers or not lg.disabled:
+        if lg.handlers:
             names.append(name)
         # No handler and no propagation: uvicorn then skips the access line altogether (hasHandlers()),
         # gunicorn's call returns at once (disabled).

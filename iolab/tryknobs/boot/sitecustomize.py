@@ -1,7 +1,7 @@
 """iolab --try bootstrap: Python imports this at start-up because iolab put its folder first on PYTHONPATH.
 
-It applies the knobs named in IOLAB_TRY (JSON) through ../knobs.py, then runs the sitecustomize that this
-one hides (a distribution's or a virtualenv's), so the server starts as it would have. Stdlib only; it never
+It runs the sitecustomize that this one hides (a distribution's or a virtualenv's), so the server starts as
+it would have, then applies the knobs named in IOLAB_TRY (JSON) through ../knobs.py. Stdlib only; it never
 raises into the server: a knob that fails is reported, not fatal.
 """
 
@@ -36,8 +36,9 @@ def _knobs() -> None:
     module.install_from_env()
 
 
+# Theirs first, as the server would have started without us; the knobs then apply to what it set up.
+_chain()
 try:
     _knobs()
 except Exception as exc:  # never break the server under test; say why in its output
     print(f"iolab --try: the knobs could not be installed: {exc!r}", file=sys.stderr)
-_chain()
