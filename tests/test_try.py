@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -87,8 +88,7 @@ for i in range(5):
 
 
 def _python(code: str, knobs: dict[str, str], tmp_path: Path, extra_path: str = "") -> tuple[str, dict[str, object]]:
-    report = tmp_path / "report"
-    report.mkdir(exist_ok=True)
+    report = Path(tempfile.mkdtemp(dir=tmp_path))  # one per process: its report alone
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(BOOT_DIR), extra_path])), IOLAB_TRY=json.dumps(knobs),
                IOLAB_TRY_REPORT=str(report))
