@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rich.console import Console
+from rich.markup import escape  # a --try variant's name, '/x [logging=off]', is not markup
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from iolab.cli.options import limits_request
@@ -173,7 +174,7 @@ class ProgressReporter:
         self._bar.stop()
 
     def scenario_started(self, round_no: int, rounds: int, name: str, index: int, total: int) -> None:
-        self._label = f"round {round_no}/{rounds} · {name}"
+        self._label = f"round {round_no}/{rounds} · {escape(name)}"
         self._task = self._bar.add_task(self._label, total=None)
 
     def phase(self, text: str) -> None:
@@ -198,7 +199,7 @@ class LineReporter:
         self._label = ""
 
     def scenario_started(self, round_no: int, rounds: int, name: str, index: int, total: int) -> None:
-        self._label = f"round {round_no}/{rounds} · {name} ({index}/{total})"
+        self._label = f"round {round_no}/{rounds} · {escape(name)} ({index}/{total})"
 
     def phase(self, text: str) -> None:
         pass

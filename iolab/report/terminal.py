@@ -34,7 +34,7 @@ def print_report(result: RunResult, console: Console | None = None) -> None:
     if result.warnings:
         console.print("[bold yellow]Warnings[/]")
         for w in result.warnings:
-            console.print(f"[yellow]![/] [bold]{w.kind}[/]: {w.message}")
+            console.print(f"[yellow]![/] [bold]{w.kind}[/]: {escape(w.message)}")
 
 
 def render(result: RunResult, width: int = 140) -> str:

@@ -14,7 +14,8 @@ the major one when a reader of the old version would misread the new one):
   ``status`` can be ``"degraded"`` (measured, but more than ``--max-error-pct`` of its requests did not
   succeed); rounds gain ``error_kind`` and rounds and scenarios ``successful`` (2xx/3xx responses). A v1
   reader would take those nulls for numbers, hence the major bump; the loader turns a v1 file's zeros
-  that stood for "not measured" into nulls (``_upgrade``).
+  that stood for "not measured" into nulls (``_upgrade``). Added later to 2, optional (older files load
+  without them): the run's ``findings``, a scenario's ``variant`` and ``try_applied`` (``--try``).
 """
 
 from __future__ import annotations
