@@ -167,7 +167,7 @@ def test_findings_of_the_demo_split_the_seed_gap() -> None:
     found = findings(_result(*sc, kind="demo"))
     text = " ".join(lines(found))
     assert "/async instead of /sync cuts mean latency by 25 %" in text
-    assert "`def` vs `async def` accounts for +2.90 ms" in text
+    assert "/sync − /async in mean latency: +3.00 ms (CI" in text and "accounts for +2.90 ms (CI" in text
 
 
 # ------------------------------------------------------------------------------ real apps

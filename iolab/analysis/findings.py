@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from iolab.analysis import verdict
-from iolab.analysis.stats import RATIO_UNBOUNDED, welch_contrast
+from iolab.analysis.stats import RATIO_UNBOUNDED, compare_samples, median, welch_contrast
 from iolab.results import Comparison, Finding, RunResult, ScenarioResult
 
 # What a finding may claim, in the order a tie is broken.
@@ -30,11 +30,17 @@ DEMO_METRICS: tuple[str, ...] = ("mean_ms", "cpu_ms_per_request", "voluntary_ctx
                                  "write_syscalls_per_request")
 # The metrics a pair is ranked by (context switches and p99 are stated, but a large relative change of a
 # tiny count must not outrank a change in what the user pays: writes, CPU, latency, throughput).
-PRIMARY = frozenset({"write_syscalls_per_request", "cpu_ms_per_request", "mean_ms", "rps"})
+PRIMARY = frozenset({"write_syscalls_per_request", "cpu_ms_per_request", "mean_ms", "rps",
+                     "stdout_lines_per_request"})
 _SHORT = {"write_syscalls_per_request": "write syscalls per request", "cpu_ms_per_request": "server CPU per "
           "request", "voluntary_ctx_switches_per_request": "voluntary context switches per request",
           "rps": "throughput", "mean_ms": "mean latency", "p99_ms": "p99 latency"}
-_COUNTS = frozenset({"write_syscalls_per_request", "voluntary_ctx_switches_per_request"})
+_COUNTS = frozenset({"write_syscalls_per_request", "voluntary_ctx_switches_per_request", "stdout_lines_per_request"})
+# What the sink received per request sent (warm-up included: a round's line count covers the server's whole
+# life); not a gate metric, so it is judged here with the same rule (verdict._judge) as the others.
+LINES = verdict.Metric("stdout_lines_per_request", "stdout.lines", "", False, "stdout lines per request",
+                       less="fewer", more="more", speed=False)
+_SHORT_LINES = {"stdout_lines_per_request": "stdout lines per request"}
 
 
 def _fig(x: float) -> str:
@@ -65,7 +71,8 @@ def _interval(c: Comparison) -> str:
 
 def claim(c: Comparison) -> str:
     """'removes 2.9 of 3.9 write syscalls per request (−74 %, CI −78 to −70 %)'."""
-    name, unit = _SHORT.get(c.metric, c.metric), _unit(c.metric)
+    name = _SHORT.get(c.metric) or _SHORT_LINES.get(c.metric, c.metric)
+    unit = "" if c.metric == LINES.name else _unit(c.metric)
     a, b = c.a_value, c.b_value
     ci = _interval(c)
     if a == 0:
@@ -80,7 +87,7 @@ def claim(c: Comparison) -> str:
 
 
 def no_difference(subject: str, cs: Sequence[Comparison]) -> str:
-    parts = [f"{_SHORT.get(c.metric, c.metric)} {_interval(c)}" for c in cs[:3]]
+    parts = [f"{_SHORT.get(c.metric) or _SHORT_LINES.get(c.metric, c.metric)} {_interval(c)}" for c in cs[:3]]
     return f"{subject}: no measurable difference ({'; '.join(parts)})"
 
 
@@ -103,10 +110,31 @@ def _log_effect(ratio: float) -> float:
     return math.inf if ratio <= 0 or ratio >= RATIO_UNBOUNDED else abs(math.log(ratio))
 
 
-def judge(subject: str, a: ScenarioResult, b: ScenarioResult, metrics: Sequence[str]) -> list[Finding]:
+def _lines(s: ScenarioResult, warmup: int) -> list[float]:
+    return [r.stdout.lines / (r.requests + warmup) for r in s.rounds if r.status == "ok" and r.requests + warmup]
+
+
+def lines_comparison(a: ScenarioResult, b: ScenarioResult, warmup: int) -> Comparison | None:
+    """b against a on stdout lines per request sent, judged like every verdict metric."""
+    va, vb = _lines(a, warmup), _lines(b, warmup)
+    if not va or not vb:
+        return None
+    est = compare_samples(va, vb)
+    draft = Comparison(a=a.name, b=b.name, metric=LINES.name, a_value=median(va), b_value=median(vb),
+                       ratio=est.ratio, ci95=est.ci95, p_value=est.p_value, verdict=verdict.NO_DIFFERENCE,
+                       method=est.method)
+    word, note = verdict._judge(LINES, draft, verdict.DEFAULT_ALPHA)
+    return replace(draft, verdict=word, note=note)
+
+
+def judge(subject: str, a: ScenarioResult, b: ScenarioResult, metrics: Sequence[str],
+          warmup: int | None = None) -> list[Finding]:
     """One finding for b against a: its significant metrics as claims in one sentence (the headline metric
-    in the record), else one sentence saying none is, with the intervals."""
+    in the record), else one sentence saying none is, with the intervals. With ``warmup`` (the requests sent
+    before each round's measured load), stdout lines per request are judged too."""
     cs = [c for c in verdict.compare(a, b, metrics)]
+    if warmup is not None and (lc := lines_comparison(a, b, warmup)) is not None:
+        cs.append(lc)
     significant = [c for c in cs if c.verdict in (verdict.FASTER, verdict.SLOWER)]
     if significant:
         return [_finding(f"{subject} " + "; ".join(claim(c) for c in significant), _headline(significant), True)]
@@ -135,6 +163,29 @@ def _ms_term(groups: Sequence[list[float]], weights: Sequence[float]) -> str:
     return f"{c.estimate:+.2f} ms (CI {c.low:+.2f} to {c.high:+.2f})".replace("-", "−")
 
 
+def _split(ok: Mapping[str, ScenarioResult], metric: str) -> Finding | None:
+    """/sync − /async = (`def` − `async def`, the controls) + (the log calls), each a Welch contrast of
+    round means with its interval (verdict.attribute's decomposition, as one finding)."""
+    ctrl_s, ctrl_a = verdict.CONTROL_SYNC, verdict.CONTROL_ASYNC
+    m = verdict.get_metric(metric)
+    vals = {n: verdict._ok_values(ok[n], m) for n in ("sync", "async", ctrl_s, ctrl_a)}
+    if not all(len(v) >= 2 for v in vals.values()):
+        return None
+    total = welch_contrast([vals["sync"], vals["async"]], [1, -1])
+    significant = total.low > 0 or total.high < 0
+    noun = _SHORT.get(metric, metric)
+    head = (f"{ok['sync'].path} − {ok['async'].path} in {noun}: {_ms_term([vals['sync'], vals['async']], [1, -1])}"
+            + ("" if significant else ", not significant"))
+    text = (f"{head}; of that, `def` vs `async def` ({ok[ctrl_s].path} vs {ok[ctrl_a].path}) accounts for "
+            f"{_ms_term([vals[ctrl_s], vals[ctrl_a]], [1, -1])} and the log calls "
+            f"({verdict.LOG_CODE.get('sync', 'sync')} vs {verdict.LOG_CODE.get('async', 'async')}) for "
+            f"{_ms_term([vals['sync'], vals[ctrl_s], vals['async'], vals[ctrl_a]], [1, -1, -1, 1])}")
+    base = sum(vals["sync"]) / len(vals["sync"])
+    return Finding(text=text, metric=metric, scenario_a="sync", scenario_b="async",
+                   change=-total.estimate / base if base else 0.0,
+                   ci95=(-total.high / base, -total.low / base) if base else (0.0, 0.0), significant=significant)
+
+
 def _seed_answer(ok: Mapping[str, ScenarioResult]) -> list[Finding]:
     """The seed's question, from the measured pairs: /sync vs /async = `def` vs `async def` + the log calls."""
     ctrl_s, ctrl_a = verdict.CONTROL_SYNC, verdict.CONTROL_ASYNC
@@ -144,20 +195,7 @@ def _seed_answer(ok: Mapping[str, ScenarioResult]) -> list[Finding]:
     if {ctrl_s, ctrl_a} <= set(ok):
         out += judge(f"`async def` instead of `def` ({ok[ctrl_a].path} vs {ok[ctrl_s].path})", ok[ctrl_s],
                      ok[ctrl_a], DEMO_METRICS)
-        m = verdict.get_metric("mean_ms")
-        vals = {n: verdict._ok_values(ok[n], m) for n in ("sync", "async", ctrl_s, ctrl_a)}
-        if all(len(v) >= 2 for v in vals.values()):
-            total = welch_contrast([vals["sync"], vals["async"]], [1, -1])
-            text = (f"Of the {total.estimate:.2f} ms mean-latency gap between {ok['sync'].path} and "
-                    f"{ok['async'].path}, `def` vs `async def` accounts for "
-                    f"{_ms_term([vals[ctrl_s], vals[ctrl_a]], [1, -1])} and the log calls "
-                    f"({verdict.LOG_CODE.get('sync', 'sync')} vs {verdict.LOG_CODE.get('async', 'async')}) for "
-                    f"{_ms_term([vals['sync'], vals[ctrl_s], vals['async'], vals[ctrl_a]], [1, -1, -1, 1])}")
-            base = sum(vals["sync"]) / len(vals["sync"])
-            out.append(Finding(text=text, metric="mean_ms", scenario_a="sync", scenario_b="async",
-                               change=-total.estimate / base if base else 0.0,
-                               ci95=(-total.high / base, -total.low / base) if base else (0.0, 0.0),
-                               significant=total.low > 0 or total.high < 0))
+        out += [f for name in ("cpu_ms_per_request", "mean_ms") if (f := _split(ok, name)) is not None]
     for s in ("sync", "async"):
         ctrl = verdict.CONTROLS.get(s)
         if ctrl is not None and ctrl in ok:
@@ -178,7 +216,7 @@ def findings(result: RunResult) -> list[Finding]:
     found: list[Finding] = []
     variants = [(a, b, k) for a, b, k in _variant_pairs(by_name) if a in ok and b in ok]
     for a, b, knobs in variants:
-        found += judge(knobs, ok[a], ok[b], METRICS)
+        found += judge(knobs, ok[a], ok[b], METRICS, warmup=int(result.load.get("warmup_requests") or 0))
     if not variants and result.target.get("kind") == "demo":
         found += _seed_answer(ok)
     elif not variants:
