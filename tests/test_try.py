@@ -260,3 +260,18 @@ def test_httpbin_on_gunicorn_access_log_off(tmp_path: Path, nothing_left_behind:
     assert any(w["kind"] == "try-knob-idle" and "print=off did nothing: the app never called print" in w["message"]
                for w in doc["warnings"])
     assert "print=off: no measurable difference" in proc.stdout
+
+
+def test_report_and_compare_regenerate_the_findings(tmp_path: Path) -> None:
+    from iolab import results
+
+    base = [scenario("orders", [round_record(i, writes=4.0 + i / 100) for i in range(3)])]
+    new = [scenario("orders", [round_record(i, writes=1.0 + i / 100) for i in range(3)])]
+    results.save(_result(*base), tmp_path / "base.json")  # saved without findings, as an older iolab did
+    results.save(_result(*new), tmp_path / "new.json")
+    proc = run_cli("compare", str(tmp_path / "base.json"), str(tmp_path / "new.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Findings\n• /orders: ")
+    assert "removes 3.00 of 4.01 write syscalls per request" in proc.stdout.split("\n")[1]
+    report = run_cli("report", str(tmp_path / "new.json"), "--format", "md")
+    assert "## Findings" in report.stdout
