@@ -16,9 +16,8 @@ import psutil
 import pytest
 
 from iolab.errors import AccessDenied, NoSuchProcess
+from iolab.measure.procfs import CLOCK_TICKS, PAGE_SIZE
 from iolab.measure.probe import (
-    CLOCK_TICKS,
-    PAGE_SIZE,
     Counters,
     Probe,
     ThreadCounters,
