@@ -96,7 +96,7 @@ class Probe:
         interval_s: float = 1.0,
         include_children: bool = True,
         clock: Callable[[], float] = time.monotonic,
-        proc_root: str = "/proc",
+        proc_root: str = procfs.ROOT,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")

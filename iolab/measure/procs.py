@@ -125,6 +125,8 @@ class Guard:
 
 
 def _start_time(pid: int) -> str | None:
+    # Read here, not through procfs.py: this runs in the guard, started as ``python -I -S`` on this file,
+    # which cannot import iolab (no site-packages) and should load nothing it does not need.
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read()

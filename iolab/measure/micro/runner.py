@@ -136,12 +136,13 @@ class Executor:
             reap_strays()
             out_bytes, out_lines = sink.finish()
         error = _failure(ex.exit_code, ex.timed_out, self.timeout_s)
-        io = ex.io or {}
+        io = ex.io
         return RunRecord(
             setting=setting, run=index, status="timeout" if ex.timed_out else ("failed" if error else "ok"),
             pid=ex.pid, exit_code=ex.exit_code, wall_ms=ex.wall_ns / 1e6,
             cpu_user_ms=ex.cpu_user_s * 1e3, cpu_sys_ms=ex.cpu_sys_s * 1e3,
-            write_syscalls=io.get("syscw"), write_bytes=io.get("wchar"), read_syscalls=io.get("syscr"),
+            write_syscalls=io.write_syscalls if io else None, write_bytes=io.wchar_bytes if io else None,
+            read_syscalls=io.read_syscalls if io else None,
             stdout_bytes=out_bytes, stdout_lines=out_lines,
             voluntary_ctx_switches=ex.nvcsw, involuntary_ctx_switches=ex.nivcsw,
             rss_peak_bytes=ex.maxrss_kib * 1024, error=error,
