@@ -16,7 +16,6 @@ import psutil
 import pytest
 
 from iolab.errors import AccessDenied, NoSuchProcess
-from iolab.measure.procfs import CLOCK_TICKS, PAGE_SIZE
 from iolab.measure.probe import (
     Counters,
     Probe,
@@ -25,6 +24,7 @@ from iolab.measure.probe import (
     sample_between,
     thread_totals,
 )
+from iolab.measure.procfs import CLOCK_TICKS, PAGE_SIZE
 
 GUARD_S = 10.0  # how long to wait for a child before failing; never asserted as a timing
 
