@@ -213,18 +213,16 @@ def test_fake_cgroups_and_mounts_with_and_without_mountinfo(tmp_path: Path) -> N
 # ------------------------------------------------------------------------------ a probe that fails
 
 
-DIES = """
-import os
-from fastapi import FastAPI
-app = FastAPI()
-count = {"n": 0}
-@app.get("/die")
-async def die():
-    count["n"] += 1
-    if count["n"] > 50:
-        os._exit(7)
-    return {"ok": True}
-"""
+# Answers 50 requests, then the whole process exits (os._exit from the event loop).
+DIES = (
+    "import os\n"
+    "from fastapi import FastAPI\n"
+    "app, answered = FastAPI(), []\n"
+    "@app.get('/die')\n"
+    "async def die():\n"
+    "    answered.append(1)\n"
+    "    return os._exit(7) if len(answered) > 50 else {'ok': True}\n"
+)
 
 
 @pytest.mark.usefixtures("nothing_left_behind")

@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import signal
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -19,7 +20,7 @@ from iolab import __version__, results
 from iolab.analysis import advice, verdict
 from iolab.analysis.aggregate import aggregate, window_samples
 from iolab.errors import IolabError, NoSuchProcess, ProbeError, ServerStartError
-from iolab.measure import facts, hdrlog, procfs
+from iolab.measure import facts, hdrlog, procfs, procs
 from iolab.measure.config import RunConfig, ScenarioSpec
 from iolab.measure.drivers import get_driver
 from iolab.measure.drivers.base import LoadResult, LoadSpec
@@ -110,6 +111,20 @@ def _fd_nonblocking(pid: int, fd: int = 1) -> bool | None:
         return None
 
 
+@contextlib.contextmanager
+def saved_on_error(save: Callable[[str], object]) -> Iterator[None]:
+    """Partial results reach the disk before an exception propagates: "interrupted" on Ctrl-C, else
+    "failed"."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        save("interrupted")
+        raise
+    except BaseException:
+        save("failed")
+        raise
+
+
 def probe_failed(scenario: str, round_no: int, error: BaseException) -> RunWarning:
     """The probe's sampler stopped on an error: the samples after it (rates, peak RSS) are missing."""
     return RunWarning("probe-failed", f"{scenario}, round {round_no}: sampling the server's /proc stopped "
@@ -146,16 +161,6 @@ def _worth_measuring(warm: LoadResult | None, watch: SinkWatch | None, server: S
     if watch is not None and watch.stalled:
         return False
     return server is None or server.poll() is None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _tail_text(tail: tuple[str, ...], n: int = 3) -> str:
@@ -202,7 +207,7 @@ class Experiment:
         check_outputs(*experiment_outputs(cfg))  # before any server starts (and before a save can fail)
         specs = cfg.scenarios
         status = "complete"
-        try:
+        with saved_on_error(self.save):
             for r in range(cfg.rounds):
                 # Rotate the order each round so slow drift on a shared machine hits all scenarios alike.
                 order = specs[r % len(specs):] + specs[: r % len(specs)]
@@ -212,12 +217,6 @@ class Experiment:
                     self.state.rounds.setdefault(spec.name, []).append(record)
                     self.reporter.scenario_finished(record)
                     self.save("running")
-        except KeyboardInterrupt:
-            self.save("interrupted")
-            raise
-        except BaseException:
-            self.save("failed")
-            raise
         failed = any(rec.status == "failed" for rs in self.state.rounds.values() for rec in rs)
         result = self.save("failed" if failed else status)
         self.finished = result
@@ -482,7 +481,7 @@ class Experiment:
         if server is not None:
             died = lost or server.poll() is not None
         else:
-            died = lost or (pid is not None and not _alive(pid))
+            died = lost or (pid is not None and not procs.alive(pid))
         if died:
             code = server.stop().returncode if server else None
             stdout, tail = self._stop_server(server, stdout_info)

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import psutil
 
 from iolab.errors import LimitsError, ProbeError, UsageError
-from iolab.measure import procfs
+from iolab.measure import procfs, procs
 
 log = logging.getLogger(__name__)
 
@@ -682,7 +682,7 @@ def sweep_stale(root: str = "/") -> list[str]:
             continue
         for entry in entries:
             m = _NAME_RE.match(entry.name)
-            if m and entry.is_dir(follow_symlinks=False) and not _pid_alive(int(m.group(1))):
+            if m and entry.is_dir(follow_symlinks=False) and not procs.alive(int(m.group(1))):
                 if _kill_and_remove(entry.path):
                     removed.append(entry.path)
     return removed
@@ -702,16 +702,6 @@ def _sweep_dirs(root: str) -> list[str]:
             d = os.path.dirname(d)
         dirs.append(top)
     return list(dict.fromkeys(dirs))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @atexit.register

@@ -21,8 +21,10 @@ import it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from iolab.errors import AccessDenied, NoSuchProcess, ProbeError
@@ -41,9 +43,22 @@ class Vanished(NoSuchProcess):
     """The process or thread exited between listing and reading (ENOENT, ESRCH, or an empty read)."""
 
 
+@contextlib.contextmanager
+def _translated(path: str) -> Iterator[None]:
+    """OSError → Vanished, AccessDenied or ProbeError, each naming the path (psutil's wrap_exceptions)."""
+    try:
+        yield
+    except (FileNotFoundError, ProcessLookupError):
+        raise Vanished(f"{path}: gone (the process or thread exited)") from None
+    except PermissionError:
+        raise AccessDenied(f"{path}: permission denied (run iolab as the server's user, or as root)") from None
+    except OSError as exc:
+        raise ProbeError(f"{path}: {exc.strerror}") from None
+
+
 def read(path: str, *, empty_ok: bool = False) -> bytes:
     """The whole file, in as few reads as the kernel allows; errors translated as the module says."""
-    try:
+    with _translated(path):
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             data = os.read(fd, _READ_SIZE)
@@ -54,15 +69,22 @@ def read(path: str, *, empty_ok: bool = False) -> bytes:
                 data = b"".join(chunks)
         finally:
             os.close(fd)
-    except (FileNotFoundError, ProcessLookupError):
-        raise Vanished(f"{path}: gone (the process or thread exited)") from None
-    except PermissionError:
-        raise AccessDenied(f"{path}: permission denied (run iolab as the server's user, or as root)") from None
-    except OSError as exc:
-        raise ProbeError(f"{path}: {exc.strerror}") from None
     if not data and not empty_ok:  # a task that exited after open
         raise Vanished(f"{path}: empty (the process or thread exited)")
     return data
+
+
+def _unexpected(path: str, data: bytes) -> ProbeError:
+    return ProbeError(f"{path}: unexpected content {data[:200]!r}")
+
+
+def _nth_number(path: str, n: int) -> int:
+    """The n-th number of a one-line file (statm, schedstat)."""
+    data = read(path)
+    try:
+        return int(data.split()[n])
+    except (IndexError, ValueError):
+        raise _unexpected(path, data) from None
 
 
 def _base(pid: int | str, tid: int | None, root: str) -> str:
@@ -105,7 +127,7 @@ def parse_stat(data: bytes, path: str) -> Stat:
             start_ticks=int(fields[19]),
         )
     except (IndexError, ValueError):
-        raise ProbeError(f"{path}: unexpected content {data[:200]!r}") from None
+        raise _unexpected(path, data) from None
 
 
 def stat(pid: int, tid: int | None = None, root: str = ROOT) -> Stat:
@@ -170,12 +192,7 @@ def io(pid: int, root: str = ROOT) -> IoCounters:
 
 def rss_bytes(pid: int, root: str = ROOT) -> int:
     """Resident set size from statm (one small line; status's VmRSS is the same figure in kB)."""
-    path = f"{root}/{pid}/statm"
-    data = read(path)
-    try:
-        return int(data.split()[1]) * PAGE_SIZE
-    except (IndexError, ValueError):
-        raise ProbeError(f"{path}: unexpected content {data[:200]!r}") from None
+    return _nth_number(f"{root}/{pid}/statm", 1) * PAGE_SIZE
 
 
 def has_schedstat(root: str = ROOT) -> bool:
@@ -185,12 +202,7 @@ def has_schedstat(root: str = ROOT) -> bool:
 
 def run_time_ns(pid: int, tid: int | None = None, root: str = ROOT) -> int:
     """Time on the CPU from schedstat, in ns (stat's ticks of 10 ms round a quiet thread's share to 0)."""
-    path = f"{_base(pid, tid, root)}/schedstat"
-    data = read(path)
-    try:
-        return int(data.split()[0])
-    except (IndexError, ValueError):
-        raise ProbeError(f"{path}: unexpected content {data[:200]!r}") from None
+    return _nth_number(f"{_base(pid, tid, root)}/schedstat", 0)
 
 
 # ------------------------------------------------------------------------------- threads and processes
@@ -199,14 +211,8 @@ def run_time_ns(pid: int, tid: int | None = None, root: str = ROOT) -> int:
 def task_ids(pid: int, root: str = ROOT) -> list[int]:
     """The threads of a process, as listed now (any may exit before it is read)."""
     path = f"{root}/{pid}/task"
-    try:
+    with _translated(path):
         return [int(t) for t in os.listdir(path)]
-    except (FileNotFoundError, ProcessLookupError):
-        raise Vanished(f"{path}: gone (the process exited)") from None
-    except PermissionError:
-        raise AccessDenied(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise ProbeError(f"{path}: {exc.strerror}") from None
 
 
 def has_children_files(pid: int, root: str = ROOT) -> bool:
@@ -233,14 +239,8 @@ def cmdline(pid: int, root: str = ROOT) -> list[str]:
 def exe(pid: int, root: str = ROOT) -> str:
     """The executable's path (a link only its owner, or root, may follow)."""
     path = f"{root}/{pid}/exe"
-    try:
+    with _translated(path):
         return os.readlink(path)
-    except (FileNotFoundError, ProcessLookupError):
-        raise Vanished(f"{path}: gone (the process exited)") from None
-    except PermissionError:
-        raise AccessDenied(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise ProbeError(f"{path}: {exc.strerror}") from None
 
 
 def fd_flags(pid: int, fd: int, root: str = ROOT) -> int:
@@ -342,9 +342,9 @@ def cpu_times(root: str = ROOT) -> CpuTimes:
     try:
         fields = [int(x) for x in first.split()[1:]]
     except ValueError:
-        raise ProbeError(f"{path}: unexpected content {first[:200]!r}") from None
+        raise _unexpected(path, first) from None
     if len(fields) < 4:
-        raise ProbeError(f"{path}: unexpected content {first[:200]!r}")
+        raise _unexpected(path, first)
     return CpuTimes(*(fields + [0] * 8)[:8])
 
 
