@@ -56,7 +56,7 @@ def _translated(path: str) -> Iterator[None]:
         raise ProbeError(f"{path}: {exc.strerror}") from None
 
 
-def read(path: str, *, empty_ok: bool = False) -> bytes:
+def _read(path: str, *, empty_ok: bool = False) -> bytes:
     """The whole file, in as few reads as the kernel allows; errors translated as the module says."""
     with _translated(path):
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -80,7 +80,7 @@ def _unexpected(path: str, data: bytes) -> ProbeError:
 
 def _nth_number(path: str, n: int) -> int:
     """The n-th number of a one-line file (statm, schedstat)."""
-    data = read(path)
+    data = _read(path)
     try:
         return int(data.split()[n])
     except (IndexError, ValueError):
@@ -112,7 +112,7 @@ class Stat:
         return self.state in ("Z", "X")
 
 
-def parse_stat(data: bytes, path: str) -> Stat:
+def _parse_stat(data: bytes, path: str) -> Stat:
     rpar = data.rfind(b")")
     fields = data[rpar + 2 :].split()
     try:
@@ -132,7 +132,7 @@ def parse_stat(data: bytes, path: str) -> Stat:
 
 def stat(pid: int, tid: int | None = None, root: str = ROOT) -> Stat:
     path = f"{_base(pid, tid, root)}/stat"
-    return parse_stat(read(path), path)
+    return _parse_stat(_read(path), path)
 
 
 # ---------------------------------------------------------------------------------------- /PID/status
@@ -146,7 +146,7 @@ class CtxSwitches:
     involuntary: int
 
 
-def parse_ctx_switches(data: bytes, path: str) -> CtxSwitches:
+def _parse_ctx_switches(data: bytes, path: str) -> CtxSwitches:
     # The two lines close the status file; rfind beats a regex over ~1.5 kB, once per thread per tick.
     i = data.rfind(_VOL)
     j = data.find(_INVOL, i)
@@ -160,7 +160,7 @@ def parse_ctx_switches(data: bytes, path: str) -> CtxSwitches:
 
 def ctx_switches(pid: int, tid: int | None = None, root: str = ROOT) -> CtxSwitches:
     path = f"{_base(pid, tid, root)}/status"
-    return parse_ctx_switches(read(path), path)
+    return _parse_ctx_switches(_read(path), path)
 
 
 # ------------------------------------------------------------------------------ /PID/io, statm, schedstat
@@ -176,7 +176,7 @@ class IoCounters:
     rchar_bytes: int | None
 
 
-def parse_io(data: bytes, path: str) -> IoCounters:
+def _parse_io(data: bytes, path: str) -> IoCounters:
     lines = {k: int(v) for k, v in _IO_LINE_RE.findall(data)}
     if b"syscw" not in lines or b"wchar" not in lines:
         raise ProbeError(f"{path}: no syscw/wchar lines")
@@ -187,7 +187,7 @@ def parse_io(data: bytes, path: str) -> IoCounters:
 def io(pid: int, root: str = ROOT) -> IoCounters:
     """Readable for a zombie too: after ``waitid(WNOWAIT)`` its counters are final."""
     path = f"{root}/{pid}/io"
-    return parse_io(read(path), path)
+    return _parse_io(_read(path), path)
 
 
 def rss_bytes(pid: int, root: str = ROOT) -> int:
@@ -222,7 +222,7 @@ def has_children_files(pid: int, root: str = ROOT) -> bool:
 
 def children(pid: int, tid: int, root: str = ROOT) -> list[int]:
     """The children the thread forked (each thread lists its own); empty when it has none."""
-    return [int(c) for c in read(f"{root}/{pid}/task/{tid}/children", empty_ok=True).split()]
+    return [int(c) for c in _read(f"{root}/{pid}/task/{tid}/children", empty_ok=True).split()]
 
 
 def pids(root: str = ROOT) -> list[int]:
@@ -232,7 +232,7 @@ def pids(root: str = ROOT) -> list[int]:
 
 def cmdline(pid: int, root: str = ROOT) -> list[str]:
     """The arguments (empty for a kernel thread or a zombie)."""
-    data = read(f"{root}/{pid}/cmdline", empty_ok=True)
+    data = _read(f"{root}/{pid}/cmdline", empty_ok=True)
     return [a.decode(errors="replace") for a in data.split(b"\0") if a]
 
 
@@ -246,7 +246,7 @@ def exe(pid: int, root: str = ROOT) -> str:
 def fd_flags(pid: int, fd: int, root: str = ROOT) -> int:
     """The open flags of one descriptor (fdinfo's ``flags:``, octal), O_NONBLOCK among them."""
     path = f"{root}/{pid}/fdinfo/{fd}"
-    data = read(path)
+    data = _read(path)
     for line in data.splitlines():
         if line.startswith(b"flags:"):
             try:
@@ -269,7 +269,7 @@ class CgroupLine:
 
 def cgroups(pid: int | str = "self", root: str = ROOT) -> list[CgroupLine]:
     out = []
-    for line in read(f"{root}/{pid}/cgroup").decode(errors="replace").splitlines():
+    for line in _read(f"{root}/{pid}/cgroup").decode(errors="replace").splitlines():
         _, ctrls, path = line.split(":", 2)
         out.append(CgroupLine(frozenset(c for c in ctrls.split(",") if c), path))
     return out
@@ -293,7 +293,7 @@ def mounts(root: str = ROOT) -> list[Mount]:
     """Every mount; from /proc/mounts (which lacks the root column) where there is no mountinfo."""
     found: list[Mount] = []
     try:
-        text = read(f"{root}/self/mountinfo").decode(errors="replace")
+        text = _read(f"{root}/self/mountinfo").decode(errors="replace")
     except NoSuchProcess:
         pass
     else:
@@ -305,7 +305,7 @@ def mounts(root: str = ROOT) -> list[Mount]:
                                    frozenset(fields[5].split(",")) | frozenset(tail[2].split(","))))
         return found
     try:  # odd chroots
-        text = read(f"{root}/mounts").decode(errors="replace")
+        text = _read(f"{root}/mounts").decode(errors="replace")
     except NoSuchProcess:
         return found
     for line in text.splitlines():
@@ -338,7 +338,7 @@ class CpuTimes:
 
 def cpu_times(root: str = ROOT) -> CpuTimes:
     path = f"{root}/stat"
-    first = read(path).split(b"\n", 1)[0]
+    first = _read(path).split(b"\n", 1)[0]
     try:
         fields = [int(x) for x in first.split()[1:]]
     except ValueError:
@@ -350,7 +350,7 @@ def cpu_times(root: str = ROOT) -> CpuTimes:
 
 def cpu_model(root: str = ROOT) -> str | None:
     """The CPU as /proc/cpuinfo names it (its first "model name"); None where it names none (ARM)."""
-    for line in read(f"{root}/cpuinfo").decode(errors="replace").splitlines():
+    for line in _read(f"{root}/cpuinfo").decode(errors="replace").splitlines():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return None
