@@ -245,17 +245,18 @@ def stall_message(sink: Sink, limit_s: float, unread: int, capacity: int) -> str
 class PipeSink(_DrainedSink):
     kind = "pipe"
 
-    def __init__(self) -> None:
+    def __init__(self, rate_bytes_per_s: int | None = None) -> None:
         r, w = os.pipe()
-        super().__init__(r, w)
+        super().__init__(r, w, rate_bytes_per_s)
 
 
-class SlowSink(_DrainedSink):
+class SlowSink(PipeSink):
+    """A pipe read at ``rate_bytes_per_s``."""
+
     kind = "slow"
 
     def __init__(self, rate_bytes_per_s: int) -> None:
-        r, w = os.pipe()
-        super().__init__(r, w, rate_bytes_per_s)
+        super().__init__(rate_bytes_per_s)
 
 
 class TtySink(_DrainedSink):
