@@ -40,7 +40,7 @@ def test_logging_does_not_import_the_lab() -> None:
 
 
 def test_run_experiment_with_public_names_alone(tmp_path: Path) -> None:
-    """The README's example, for real: the demo app served by uvicorn, one scenario, a tiny load."""
+    """docs/architecture.md's example, for real: the demo app served by uvicorn, one scenario, a tiny load."""
     config = iolab.RunConfig(
         scenarios=(iolab.ScenarioSpec("sync", "/sync"),),
         requests=200, concurrency=4, warmup=20, rounds=1, interval_s=0.1,
