@@ -1,4 +1,4 @@
-"""A standard output that fails (a full disk, a closed pipe, a closed fd 1) is one `error:` line and exit 10."""
+"""A standard output that fails (a full disk, a closed pipe, a closed fd 1) is one `error:` line and exit 11."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_a_full_stdout(args: tuple[str, ...]) -> None:
         pytest.skip("no /dev/full here")
     with open("/dev/full", "w") as full:
         proc = _iolab(*args, stdout=full.fileno())
-    assert proc.returncode == EXIT_STDOUT == 10
+    assert proc.returncode == EXIT_STDOUT == 11
     assert _one_error(proc.stderr) == "error: could not write to standard output: No space left on device"
 
 

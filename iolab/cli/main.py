@@ -94,7 +94,7 @@ def exit_code(args: Sequence[str] | None = None) -> int:
 
     The one place that maps outcomes to codes: iolab's errors (errors.py, README's table) to one line
     ``error: …`` and their code; click's own usage errors to its message and 2; a failed write to
-    standard output (StdoutError, exit 10) like any other error. Anything else is a bug and keeps its
+    standard output (StdoutError, exit 11) like any other error. Anything else is a bug and keeps its
     traceback.
     """
     try:

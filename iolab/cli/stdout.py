@@ -1,4 +1,4 @@
-"""Standard output as the CLI writes it: a failed write is a ``StdoutError`` (exit 10), never a traceback.
+"""Standard output as the CLI writes it: a failed write is a ``StdoutError`` (exit 11), never a traceback.
 
 ``iolab report r.json > /dev/full`` fails with ENOSPC, ``iolab report r.json | true`` with EPIPE, and
 ``iolab report r.json >&-`` starts with no fd 1 at all (Python then sets ``sys.stdout`` to None). Each

@@ -1,7 +1,7 @@
 """``iolab sweep``: options → SweepSpec, one line of progress per measured round, tables, files.
 
 Listed in iolab/cli/main.py as ("sweep", "iolab.cli.sweep:sweep_command"); its IolabErrors become
-``error: …`` there. ``python -m iolab.cli.sweep …`` runs it the same way before that registration.
+``error: …`` there.
 """
 
 from __future__ import annotations
@@ -164,13 +164,3 @@ def sweep_command(**kw: Any) -> None:
         raise error  # its own code wins; a fallback was already named on stderr
     keeper.raise_if_fell_back()
 
-
-def main() -> None:
-    """``python -m iolab.cli.sweep``: ``iolab sweep`` (the same error mapping and exit codes)."""
-    from iolab.cli.main import main as iolab_main
-
-    iolab_main(["sweep", *sys.argv[1:]])
-
-
-if __name__ == "__main__":
-    main()
