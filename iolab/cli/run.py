@@ -6,6 +6,7 @@ one decorator line on :func:`run_command`; :func:`build_config` reads its values
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from rich.console import Console
 from iolab.cli.options import limit_options, limits_request, option_group
 from iolab.cli.progress import LineReporter, ProgressReporter
 from iolab.demo.scenarios import select, skipped
-from iolab.errors import DegradedRunError, NothingMeasuredError, ServerDiedError, UsageError
+from iolab.errors import DegradedRunError, NothingMeasuredError, ServerDiedError, StdoutError, UsageError
 from iolab.measure.config import DEMO_APP, RunConfig, ScenarioSpec
 from iolab.measure.drivers import validate
 from iolab.measure.drivers.base import LoadSpec, parse_duration
@@ -202,9 +203,11 @@ def run_from_cli(kw: dict[str, Any], default_output: Path) -> RunResult:
         # Every round ran, and some is not ok: the report still shows what was measured (— where nothing
         # was), then the error line says why the exit code is not 0 (its own code; a fallback file was
         # already named on stderr).
+        # A stdout that fails meanwhile does not hide that code: the run's own failure says more.
         if experiment.finished is not None:
-            write_outputs(experiment.finished, kw.get("markdown"), out, kw.get("html"), keeper)
-            out.print(f"results: {keeper.where(config.output)}", highlight=False)
+            with contextlib.suppress(StdoutError):
+                write_outputs(experiment.finished, kw.get("markdown"), out, kw.get("html"), keeper)
+                out.print(f"results: {keeper.where(config.output)}", highlight=False)
         raise
     write_outputs(result, kw.get("markdown"), out, kw.get("html"), keeper)
     out.print(f"results: {keeper.where(config.output)}", highlight=False)
