@@ -275,3 +275,15 @@ def test_report_and_compare_regenerate_the_findings(tmp_path: Path) -> None:
     assert "removes 3.00 of 4.01 write syscalls per request" in proc.stdout.split("\n")[1]
     report = run_cli("report", str(tmp_path / "new.json"), "--format", "md")
     assert "## Findings" in report.stdout
+
+
+def test_a_server_that_never_loads_the_bootstrap_is_named(tmp_path: Path, nothing_left_behind: None) -> None:
+    # python -S skips site, hence sitecustomize: as a server in another language would, it ignores the knobs.
+    port, out = _free_port(), tmp_path / "r.json"
+    proc = run_cli("run", "--cmd", f"{sys.executable} -S -m http.server {port} --bind 127.0.0.1",
+                   "--url", f"http://127.0.0.1:{port}/", "--try", "logging=off", *SMALL, "-n", "50",
+                   "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert any(w["kind"] == "try-knob-idle" and "logging=off did nothing: the server never loaded iolab's "
+               "bootstrap" in w["message"] for w in doc["warnings"])
