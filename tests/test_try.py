@@ -105,6 +105,15 @@ def test_logging_knob_reapplied_after_a_late_basicconfig(tmp_path: Path, mode: s
     assert applied["logging"]["handlers_replaced"] == 1  # type: ignore[index]
 
 
+def test_queue_knob_survives_a_fork(tmp_path: Path) -> None:
+    """gunicorn forks its workers after logging is set up: each child gets its own queue and listener."""
+    code = ("import logging, os, sys\nlogging.basicConfig(stream=sys.stdout, level=logging.INFO, format='%(message)s')\n"
+            "for i in range(50): logging.info('parent')\npid = os.fork()\nif pid == 0:\n"
+            "    for i in range(50): logging.info('child')\n    sys.exit(0)\nos.waitpid(pid, 0)\n")
+    out, _ = _python(code, {"logging": "queue"}, tmp_path)
+    assert (out.count("parent"), out.count("child")) == (50, 50)  # none lost, none written twice
+
+
 def test_print_knob_and_its_report(tmp_path: Path) -> None:
     out, applied = _python(LATE, {"print": "off"}, tmp_path)
     assert "print line" not in out and out.count("record") == 5

@@ -32,7 +32,7 @@ _knobs: dict[str, str] = {}
 _report: dict[str, dict[str, Any]] = {}
 _report_dir: str | None = None
 _busy = threading.local()
-_listeners: list[logging.handlers.QueueListener] = []
+_listeners: list[tuple[logging.handlers.QueueHandler, logging.handlers.QueueListener]] = []
 
 
 def _write_report() -> None:
@@ -105,7 +105,7 @@ def _replacement(mode: str, old: list[logging.Handler]) -> tuple[list[logging.Ha
         setattr(qh, _MARK, True)
         listener = logging.handlers.QueueListener(q, *old, respect_handler_level=True)
         listener.start()
-        _listeners.append(listener)
+        _listeners.append((qh, listener))
         return [qh], 0
     out: list[logging.Handler] = []
     kept = 0
@@ -196,14 +196,19 @@ def _hook_logging_config() -> None:
 
 
 def _restart_listeners() -> None:
-    """A forked worker (gunicorn) inherits the queue but not the listener's thread: start its own."""
-    for listener in _listeners:
+    """A forked worker (gunicorn) inherits the queue but not the listener's thread: a new queue and thread of
+    its own. Not the old queue: its lock may be held by the parent's listener at the fork, and the records
+    in it are the parent's to write (the child would write them twice)."""
+    for qh, listener in _listeners:
+        q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        qh.queue = q
+        listener.queue = q
         listener._thread = None  # type: ignore[attr-defined]
         listener.start()
 
 
 def _stop_listeners() -> None:
-    for listener in _listeners:
+    for _, listener in _listeners:
         try:
             listener.stop()
         except Exception:  # noqa: BLE001 - at exit, in someone else's process
