@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from iolab.cli.options import limits_request
-from iolab.demo.scenarios import select, skipped
+from iolab.demo.scenarios import knowledge, select, skipped
 from iolab.errors import DegradedRunError, NothingMeasuredError, ServerDiedError, UsageError
+from iolab.analysis.knowledge import NONE
 from iolab.measure.config import DEMO_APP, RunConfig, ScenarioSpec
 from iolab.measure.drivers import validate
 from iolab.measure.drivers.base import LoadSpec, parse_duration
@@ -126,6 +127,8 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
     return RunConfig(
         scenarios=scenarios,
         target=target,
+        # Only the demo's scenarios are known: a user's app gets no demo pairs, notes or attribution.
+        knowledge=knowledge() if isinstance(target, AppTarget) and target.kind == "demo" else NONE,
         compare=tuple(pairs),
         requests=kw["requests"],
         concurrency=kw["concurrency"],

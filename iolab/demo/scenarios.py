@@ -1,7 +1,8 @@
 """The demo app's scenarios: one path each, what each isolates, and which control it pairs with.
 
-This module is the one source of truth about the demo's structure: ``iolab.analysis.verdict`` reads the controls,
-the log-code phrases and the peer pairs from here. It imports nothing heavy (no FastAPI, no loggers).
+This module is the one source of truth about the demo's structure: :func:`knowledge` hands the controls,
+the log-code phrases and the peer pairs to the analysis, which imports nothing of the demo. It imports
+nothing heavy (no FastAPI, no loggers).
 
 Groups for ``--scenario``: ``default`` — the seed's four endpoints, the two no-logging controls and the
 StreamHandler pair, what ``iolab run`` measures when given no ``--scenario``; ``all`` — every scenario
@@ -14,7 +15,10 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from iolab.analysis.knowledge import ScenarioKnowledge
 
 DEMO_APP = "iolab.demo.app:app"
 LOGGERS_EXTRA = "pip install 'iolab[loggers]'"
@@ -115,7 +119,6 @@ DEFAULT_EIGHT = ("sync", "async", "sync-raw", "async-raw", "noop-sync", "noop-as
 CATALOG_ORDER = tuple(s.name for s in DEMO_SCENARIOS if s.catalog)
 # Every scenario, for listings (`iolab scenarios`) and `--scenario all`.
 ALL_ORDER = DEFAULT_EIGHT + CATALOG_ORDER
-DEFAULT_ORDER = ALL_ORDER  # kept for cli.py's `iolab scenarios`, which lists every scenario
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "default": DEFAULT_EIGHT,
@@ -178,22 +181,30 @@ def skipped(names: str | None) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------ verdict structure
 
 
-def controls() -> dict[str, str]:
-    """Each logging scenario → the control it differs from only by its logging code."""
-    return {s.name: s.control for s in DEMO_SCENARIOS if s.control and s.log_code}
+# The blog's comparisons (design.md): the `def` scenario first, as the blog put it.
+SEED_PAIRS: tuple[tuple[str, str], ...] = (("sync", "async"), ("sync-raw", "async-raw"))
+# Why a scenario may write nothing to stdout, when we know.
+NO_OUTPUT_REASONS = {
+    "sync": "its logger has no handler, so its INFO records are dropped: it measures a `def` endpoint, not logging",
+}
 
 
-def log_codes() -> dict[str, str]:
-    return {s.name: s.log_code for s in DEMO_SCENARIOS if s.log_code}
+def knowledge() -> ScenarioKnowledge:
+    """What the analysis should know about the demo's scenarios: each logging scenario's control (it
+    differs only by its logging code), what that code is, the peer and seed pairs, who writes."""
+    from iolab.analysis.knowledge import ScenarioKnowledge  # a data type; the app never calls this
 
-
-def peer_pairs() -> tuple[tuple[str, str], ...]:
-    """(peer, scenario) pairs worth a head-to-head verdict, e.g. (async-blocking-log, queue-async)."""
-    return tuple((p, s.name) for s in DEMO_SCENARIOS for p in s.peers)
-
-
-def expects_output() -> frozenset[str]:
-    return frozenset(s.name for s in DEMO_SCENARIOS if s.writes)
+    return ScenarioKnowledge(
+        controls={s.name: s.control for s in DEMO_SCENARIOS if s.control and s.log_code},
+        log_code={s.name: s.log_code for s in DEMO_SCENARIOS if s.log_code},
+        control_pair=(_S, _A),
+        control_pair_differs_by=("`def`", "`async def`"),
+        seed_pairs=SEED_PAIRS,
+        # (peer, scenario) pairs worth a head-to-head verdict, e.g. (async-blocking-log, queue-async).
+        peer_pairs=tuple((p, s.name) for s in DEMO_SCENARIOS for p in s.peers),
+        expects_output=frozenset(s.name for s in DEMO_SCENARIOS if s.writes),
+        no_output_reasons=NO_OUTPUT_REASONS,
+    )
 
 
 def table() -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iolab.analysis.knowledge import NONE, ScenarioKnowledge
 from iolab.measure.drivers.summary import MAX_ERROR_PCT
 from iolab.measure.limits import LimitsRequest
 from iolab.measure.targets import AppTarget, Target
@@ -55,6 +56,9 @@ class RunConfig:
     sink_latency_ms: float = 0.0
     # A round whose requests did not succeed in more than this share (percent) is "degraded" (exit 8).
     max_error_pct: float = MAX_ERROR_PCT
+    # What the analysis may know about the scenarios (controls, pairs): the demo's own for the demo
+    # (iolab.demo.scenarios.knowledge()), nothing for a user's app.
+    knowledge: ScenarioKnowledge = NONE
 
     @property
     def is_demo(self) -> bool:

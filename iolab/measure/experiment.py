@@ -243,11 +243,13 @@ class Experiment:
         measured = {n: s for n, s in by_name.items() if any(r.measured for r in s.rounds)}
         # Only pairs whose two scenarios have been measured (a snapshot is also taken mid-run).
         pairs = None if self.pairs is None else [(a, b) for a, b in self.pairs if a in ok and b in ok]
-        comparisons = verdict.compare_all(ok, pairs) if len(ok) >= 2 else []
+        known = cfg.knowledge
+        comparisons = verdict.compare_all(ok, pairs, knowledge=known) if len(ok) >= 2 else []
         attribution: list[str] = []
-        if cfg.is_demo and len(ok) >= 2:
+        if len(ok) >= 2:  # none without knowledge of the scenarios' controls (a user's app)
             # The mean, not p50: under the quota p50 jumps between the distribution's two modes (advice.py).
-            attribution = verdict.attribute(ok, "mean_ms")[:-1] + verdict.attribute(ok, "cpu_ms_per_request")
+            attribution = (verdict.attribute(ok, "mean_ms", known)[:-1]
+                           + verdict.attribute(ok, "cpu_ms_per_request", known))
         return RunResult(
             schema=results.SCHEMA,
             created=self.state.created,
@@ -312,7 +314,8 @@ class Experiment:
         out += advice.buffering_warnings(cfg.stdout, python_buffering(cfg.stdout, cfg.unbuffered))
         applied_cpus = self.state.limits.get("cpus") if self.state.limits else None
         out += advice.scenario_warnings(
-            scenarios, float(applied_cpus) if isinstance(applied_cpus, (int, float)) and applied_cpus else None)
+            scenarios, float(applied_cpus) if isinstance(applied_cpus, (int, float)) and applied_cpus else None,
+            cfg.knowledge)
         server = self.state.environment.get("server")
         out += advice.write_syscalls_scope(server if isinstance(server, dict) else {},
                                            bool(cfg.target.describe().get("server_measured")))

@@ -26,7 +26,7 @@ from typing import Protocol
 
 from iolab import __version__
 from iolab.analysis import sweep as analysis
-from iolab.demo.scenarios import BY_NAME, select
+from iolab.demo.scenarios import BY_NAME, knowledge, select
 from iolab.errors import DegradedRunError, IolabError, NothingMeasuredError, ServerDiedError, UsageError
 from iolab.measure import facts
 from iolab.measure.config import RunConfig, ScenarioSpec
@@ -103,7 +103,7 @@ def cell_config(spec: SweepSpec, work_us: int, latency_ms: float) -> RunConfig:
     return RunConfig(scenarios=scenarios, requests=n, warmup=warmup, concurrency=spec.concurrency,
                      rounds=spec.rounds, interval_s=spec.interval_s, limits=spec.limits,
                      output=cell_file(spec.output, work_us, latency_ms),
-                     work_us=work_us, sink_latency_ms=latency_ms)
+                     work_us=work_us, sink_latency_ms=latency_ms, knowledge=knowledge())
 
 
 class SweepReporter(Protocol):
