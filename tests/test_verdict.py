@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import pytest
 
 from iolab.analysis import verdict
-from iolab.demo.scenarios import knowledge
 from iolab.analysis.stats import RATIO_UNBOUNDED
+from iolab.demo.scenarios import knowledge
 from iolab.results import (
     Comparison,
     DriverUsage,

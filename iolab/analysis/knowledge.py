@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+
 @dataclass(frozen=True)
 class ScenarioKnowledge:
     # Each scenario → the control it differs from only by its logging code.

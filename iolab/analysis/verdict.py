@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Literal, overload
 
 from iolab.analysis.knowledge import NONE, ScenarioKnowledge
+from iolab.analysis.latency import PERCENTILES, percentile_field
 from iolab.analysis.stats import (
     METHOD_TOO_FEW,
     RATIO_UNBOUNDED,
@@ -129,8 +130,8 @@ _REGISTRY = (
 )
 # Readable by name (gates, `iolab compare`), but not compared in every report.
 _EXTRA = (
-    *(_latency(f"{p}_ms", f"latency_ms.{p}", f"{p.replace('_', '.')} latency")
-      for p in ("p66", "p75", "p80", "p90", "p95", "p98", "p99_9", "p100")),
+    *(_latency(f"{percentile_field(q)}_ms", f"latency_ms.{percentile_field(q)}", f"p{q:g} latency")
+      for q in PERCENTILES if q not in (50, 99)),
     _count("write_bytes_per_request", "per_request.write_bytes", "bytes written per request"),
     replace(_count("failed", "failed", "failed requests", server_side=False), over_rounds="total"),
     replace(_count("non_2xx", "non_2xx", "non-2xx responses", server_side=False), over_rounds="total"),

@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from iolab.analysis.knowledge import NONE
 from iolab.cli.options import limits_request
 from iolab.demo.scenarios import knowledge, select, skipped
 from iolab.errors import DegradedRunError, NothingMeasuredError, ServerDiedError, UsageError
-from iolab.analysis.knowledge import NONE
 from iolab.measure.config import DEMO_APP, RunConfig, ScenarioSpec
 from iolab.measure.drivers import validate
 from iolab.measure.drivers.base import LoadSpec, parse_duration

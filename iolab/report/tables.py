@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
+from iolab.analysis.latency import PERCENTILES, percentile_field, percentile_label
 from iolab.analysis.stats import RATIO_UNBOUNDED
 from iolab.report import about_server
+from iolab.report.table import Table
 from iolab.results import Comparison, RunResult, ScenarioResult, Summary
 
 LATENCY_ROWS: tuple[tuple[str, str], ...] = (
-    ("50%", "p50"), ("66%", "p66"), ("75%", "p75"), ("80%", "p80"), ("90%", "p90"), ("95%", "p95"),
-    ("98%", "p98"), ("99%", "p99"), ("99.9%", "p99_9"), ("100%", "p100"), ("mean", "mean"),
+    *((percentile_label(q), percentile_field(q)) for q in PERCENTILES), ("mean", "mean"),
 )
 SUMMARY_COLUMNS = ("Count", "Min", "P50", "P90", "P95", "P99", "Max", "Mean")
 # What per_request.write_syscalls counts (measured: 1.000 per write, writev and sendfile on a socket,
@@ -20,15 +20,6 @@ WRITE_SYSCALLS_CAPTION = (
     "write syscalls (syscw) = write, writev, pwrite and sendfile calls of the whole process, from /proc/PID/io "
     "syscw; send/sendto/sendmsg (how http.server, gunicorn sync workers and asyncio without uvloop answer) "
     "are not counted")
-
-
-@dataclass(frozen=True)
-class Table:
-    title: str
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    caption: str = ""
-    left_columns: int = 1  # how many leading columns hold text (left-aligned); the rest are numbers
 
 
 # What a cell shows for a figure that was not measured (null in the results): never a 0.
