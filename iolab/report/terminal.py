@@ -15,10 +15,10 @@ from iolab.results import RunResult
 def rich_table(t: Table) -> RichTable:
     """The terminal's rendering of a Table (every report's). Cells are plain text, never rich markup:
     a path, a program's argument or a sentence may hold [brackets]."""
-    rt = RichTable(title=t.title, caption=t.caption or None, box=box.SIMPLE_HEAD, title_justify="left",
-                   caption_justify="left", title_style="bold")
+    rt = RichTable(title=Text(t.title, style="bold"), caption=Text(t.caption, style="table.caption") or None,
+                   box=box.SIMPLE_HEAD, title_justify="left", caption_justify="left")
     for c in t.columns:
-        rt.add_column(c.header, justify=c.align, no_wrap=not c.text)
+        rt.add_column(Text(c.header), justify=c.align, no_wrap=not c.text)
     for row in t.rows:
         rt.add_row(*(Text(cell) for cell in row))
     return rt
