@@ -34,7 +34,6 @@ RATIO_UNBOUNDED = 1.7976931348623157e308
 # MAD / 0.6745 (= 1.4826 · MAD) estimates σ for normal data and the modified z-score
 # 0.6745 · (x − median) / MAD reads like an ordinary z-score.
 MAD_NORMAL_CONSISTENCY = 0.6745
-MAD_TO_SIGMA = 1.4826
 # When more than half the values are equal the MAD is 0; the mean absolute deviation then stands in,
 # scaled by √(π/2) = 1.253314 (its ratio to σ for normal data), as IBM SPSS and others do.
 MEANAD_TO_SIGMA = 1.253314

@@ -322,18 +322,8 @@ def compare(
         if not va or not vb:
             continue  # no measurement on one side (nothing succeeded, or not sampled): no verdict
         est = compare_samples(va, vb, alpha=alpha)
-        draft = Comparison(
-            a=a.name,
-            b=b.name,
-            metric=name,
-            a_value=sa.value,
-            b_value=sb.value,
-            ratio=est.ratio,
-            ci95=est.ci95,
-            p_value=est.p_value,
-            verdict=NO_DIFFERENCE,
-            method=est.method,
-        )
+        draft = Comparison(a=a.name, b=b.name, metric=name, a_value=sa.value, b_value=sb.value, ratio=est.ratio,
+                           ci95=est.ci95, p_value=est.p_value, verdict=NO_DIFFERENCE, method=est.method)
         verdict, note = _judge(m, draft, alpha)
         out.append(replace(draft, verdict=verdict, note=note))
     return out
