@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import click
+
 from iolab.analysis import advice, verdict
 from iolab.analysis.knowledge import NONE, ScenarioKnowledge
 from iolab.cli.main import cli
@@ -12,7 +14,7 @@ from iolab.cli.run import build_config
 from iolab.demo import scenarios
 from tests.test_verdict import make, round_record, scenario
 
-DEMO = scenarios.knowledge()
+DEMO = ScenarioKnowledge(**scenarios.knowledge())
 ANALYSIS = Path(__file__).resolve().parent.parent / "iolab" / "analysis"
 
 
@@ -51,7 +53,9 @@ def test_the_demo_supplies_its_controls_pairs_and_notes() -> None:
 
 
 def _config(*args: str):  # type: ignore[no-untyped-def]
-    ctx = cli.commands["run"].make_context("run", list(args))
+    command = cli.get_command(click.Context(cli), "run")
+    assert command is not None
+    ctx = command.make_context("run", list(args))
     return build_config(ctx.params, Path("unused.json"))
 
 

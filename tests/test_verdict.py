@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from iolab.analysis import verdict
+from iolab.analysis.knowledge import ScenarioKnowledge
 from iolab.analysis.stats import RATIO_UNBOUNDED
 from iolab.demo.scenarios import knowledge
 from iolab.results import (
@@ -214,7 +215,7 @@ def test_all_comparisons_are_json_safe() -> None:
 
 # ---------------------------------------------------------------------------------- demo structure
 
-DEMO = knowledge()  # what the demo tells the analysis; a user's app passes nothing
+DEMO = ScenarioKnowledge(**knowledge())  # what the demo tells the analysis; a user's app passes nothing
 
 
 def test_default_pairs() -> None:

@@ -1,8 +1,9 @@
 """What the caller knows about its scenarios, as plain data: which pairs are controls, what each adds.
 
 The analysis (verdicts, attribution, stdout notes) reads nothing of the demo: the caller passes a
-:class:`ScenarioKnowledge`. The demo supplies its own (``iolab.demo.scenarios.knowledge()``); a user's
-app supplies none (:data:`NONE`), and its scenarios are compared with the first one.
+:class:`ScenarioKnowledge`. The demo supplies the fields of its own (``ScenarioKnowledge(**
+iolab.demo.scenarios.knowledge())``, built by the CLI and the sweep); a user's app supplies none
+(:data:`NONE`), and its scenarios are compared with the first one.
 """
 
 from __future__ import annotations

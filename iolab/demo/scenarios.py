@@ -15,10 +15,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from iolab.analysis.knowledge import ScenarioKnowledge
+from typing import Any
 
 DEMO_APP = "iolab.demo.app:app"
 LOGGERS_EXTRA = "pip install 'iolab[loggers]'"
@@ -140,9 +137,12 @@ def unavailable(name: str) -> str | None:
     return None
 
 
-def _resolve(names: str | None) -> tuple[list[Scenario], list[tuple[str, str]]]:
-    from iolab.errors import UsageError
+class ScenarioChoiceError(ValueError):
+    """An unknown scenario, or one whose package is missing; the CLI reports it as a usage error (exit 2).
+    Not an iolab.errors class: the demo runs inside the server under test and imports nothing of the lab."""
 
+
+def _resolve(names: str | None) -> tuple[list[Scenario], list[tuple[str, str]]]:
     out: list[Scenario] = []
     skipped: list[tuple[str, str]] = []
     items = [n.strip().lstrip("/") for n in (names or "default").split(",")]
@@ -150,24 +150,24 @@ def _resolve(names: str | None) -> tuple[list[Scenario], list[tuple[str, str]]]:
         explicit = item not in GROUPS
         if explicit and item not in BY_NAME:
             known = ", ".join((*GROUPS, *ALL_ORDER))
-            raise UsageError(f"unknown scenario {item!r} (known: {known}; see `iolab scenarios`)")
+            raise ScenarioChoiceError(f"unknown scenario {item!r} (known: {known}; see `iolab scenarios`)")
         for name in (item,) if explicit else GROUPS[item]:
             reason = unavailable(name)
             if reason is not None:
                 if explicit:
-                    raise UsageError(f"scenario {name!r} {reason}")
+                    raise ScenarioChoiceError(f"scenario {name!r} {reason}")
                 skipped.append((name, reason))
             elif BY_NAME[name] not in out:
                 out.append(BY_NAME[name])
     if not out:
-        raise UsageError("no scenario selected")
+        raise ScenarioChoiceError("no scenario selected")
     return out, skipped
 
 
 def select(names: str | None) -> tuple[Scenario, ...]:
     """Scenarios by comma-separated names and groups (None = "default", the eight).
 
-    A named scenario whose optional logger is missing is a UsageError naming the extra; inside a group
+    A named scenario whose optional logger is missing is a ScenarioChoiceError naming the extra; inside a group
     it is skipped (see :func:`skipped`).
     """
     return tuple(_resolve(names)[0])
@@ -189,12 +189,12 @@ NO_OUTPUT_REASONS = {
 }
 
 
-def knowledge() -> ScenarioKnowledge:
-    """What the analysis should know about the demo's scenarios: each logging scenario's control (it
-    differs only by its logging code), what that code is, the peer and seed pairs, who writes."""
-    from iolab.analysis.knowledge import ScenarioKnowledge  # a data type; the app never calls this
-
-    return ScenarioKnowledge(
+def knowledge() -> dict[str, Any]:
+    """What the analysis should know about the demo's scenarios, as the fields of
+    ``iolab.analysis.knowledge.ScenarioKnowledge`` (plain data: the demo imports nothing of the lab):
+    each logging scenario's control (it differs only by its logging code), what that code is, the peer
+    and seed pairs, who writes."""
+    return dict(
         controls={s.name: s.control for s in DEMO_SCENARIOS if s.control and s.log_code},
         log_code={s.name: s.log_code for s in DEMO_SCENARIOS if s.log_code},
         control_pair=(_S, _A),
