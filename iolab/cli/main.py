@@ -222,7 +222,8 @@ def scenarios_command() -> None:
 
 
 # Commands that live in their own packages: (name, "module:attribute").
-_COMMANDS = (("micro", "iolab.cli.micro:micro_command"), ("sweep", "iolab.cli.sweep:sweep_command"))
+_COMMANDS = (("micro", "iolab.cli.micro:micro_command"), ("sweep", "iolab.cli.sweep:sweep_command"),
+             ("agent", "iolab.cli.agent:agent_command"))
 
 
 def _register() -> None:

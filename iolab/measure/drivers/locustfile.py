@@ -1,0 +1,188 @@
+"""The locustfile iolab's Locust fleet runs (master and workers): never imported by iolab itself.
+
+Locust imports gevent and monkey-patches the standard library at import; in iolab's own process that would
+break SIGCHLD handling and subprocess (the server, the probe's thread), so only Locust's processes load
+this file (``locust -f``; see measure/locust_fleet.py).
+
+Latency, exact to the microsecond: each worker records every completed response's time (Locust's
+``request`` event, ``FastHttpUser``: from sending the request to the last byte) in its own HdrHistogram
+(1 µs … 1 h, 3 significant digits), and sends it with every stats report (``report_to_master``: every
+3 s and a last one when the master tells it to quit), then starts a fresh one. The master adds every
+report into one histogram (``worker_report``) and, when it quits, writes the merged histogram, the
+counts and the CPU figures as JSON to ``IOLAB_LOCUST_RESULT``. Locust's own percentiles (rounded to
+2 significant digits above 100 ms) are not used.
+
+The load comes from the environment (``IOLAB_LOCUST_*``, set by locust_fleet.py): the path, method,
+headers, body, keep-alive, timeout and, for an open loop, each user's rate (``constant_throughput``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import resource
+import time
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+from locust import FastHttpUser, constant, constant_throughput, events, task
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+_ENV = os.environ
+PATH = _ENV.get("IOLAB_LOCUST_PATH", "/")
+METHOD = _ENV.get("IOLAB_LOCUST_METHOD", "GET")
+HEADERS: dict[str, str] = dict(json.loads(_ENV.get("IOLAB_LOCUST_HEADERS", "[]")))
+BODY = base64.b64decode(_ENV.get("IOLAB_LOCUST_BODY", ""))
+TIMEOUT_S = float(_ENV.get("IOLAB_LOCUST_TIMEOUT", "30"))
+USER_RATE = float(_ENV.get("IOLAB_LOCUST_USER_RATE", "0"))  # requests/s per user; 0 = closed loop
+if _ENV.get("IOLAB_LOCUST_KEEPALIVE", "0") != "1":
+    HEADERS.setdefault("Connection", "close")
+LOWEST_US, HIGHEST_US, DIGITS = 1, 3_600_000_000, 3
+
+
+def _new_hist() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
+
+
+def _cpu() -> tuple[float, float]:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime, ru.ru_stime
+
+
+class _Tally:
+    """What one process has seen since its last report (a worker) or in all (the master)."""
+
+    def __init__(self) -> None:
+        self.hist = _new_hist()
+        self.status: dict[str, int] = {}
+        self.connect_errors = self.timeouts = self.other_errors = 0
+        self.bytes = 0
+        self.first_start: float | None = None
+        self.last_end: float | None = None
+        self.errors: list[str] = []
+
+
+_tally = _Tally()
+_cpu_mark = _cpu()
+_master: dict[str, Any] = {"workers": set(), "finals": set(), "cpu_user": 0.0, "cpu_sys": 0.0, "reports": 0}
+
+
+def _classify(exc: BaseException) -> str:
+    name = type(exc).__name__.lower()
+    text = str(exc).lower()
+    if "timeout" in name or "timed out" in text:
+        return "timeouts"
+    if "refused" in text or "reset" in text or "connection" in name or "unreachable" in text:
+        return "connect_errors"
+    return "other_errors"
+
+
+@events.request.add_listener
+def _on_request(request_type: str, name: str, response_time: float, response_length: int,
+                response: Any = None, exception: BaseException | None = None, **_kw: Any) -> None:
+    now = time.time()
+    t = _tally
+    start = now - response_time / 1000.0
+    t.first_start = start if t.first_start is None else min(t.first_start, start)
+    t.last_end = now if t.last_end is None else max(t.last_end, now)
+    status = int(getattr(response, "status_code", 0) or 0)
+    if status > 0:  # a whole response arrived (any status): its time is a latency, as for every driver
+        t.hist.record_value(max(LOWEST_US, min(HIGHEST_US, round(response_time * 1000.0))))
+        t.status[str(status)] = t.status.get(str(status), 0) + 1
+        t.bytes += int(response_length or 0)
+    else:
+        kind = _classify(exception) if exception is not None else "other_errors"
+        setattr(t, kind, getattr(t, kind) + 1)
+        if exception is not None and len(t.errors) < 5 and str(exception) not in t.errors:
+            t.errors.append(str(exception)[:200])
+
+
+@events.report_to_master.add_listener
+def _on_report(client_id: str, data: dict[str, Any]) -> None:
+    global _tally, _cpu_mark
+    t, _tally = _tally, _Tally()
+    user, sys_ = _cpu()
+    env: Environment | None = getattr(_on_report, "env", None)
+    state = env.runner.state if env is not None and env.runner is not None else ""
+    data["iolab"] = {
+        "hist": t.hist.encode().decode("ascii") if t.hist.get_total_count() else "",
+        "status": t.status, "connect_errors": t.connect_errors, "timeouts": t.timeouts,
+        "other_errors": t.other_errors, "bytes": t.bytes, "first_start": t.first_start, "last_end": t.last_end,
+        "errors": t.errors, "cpu_user": user - _cpu_mark[0], "cpu_sys": sys_ - _cpu_mark[1],
+        "final": state == "stopped",
+    }
+    _cpu_mark = (user, sys_)
+
+
+@events.worker_report.add_listener
+def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
+    part = data.get("iolab")
+    if not part:
+        return
+    m, t = _master, _tally
+    m["workers"].add(client_id)
+    m["reports"] += 1
+    if part["final"]:
+        m["finals"].add(client_id)
+    if part["hist"]:
+        t.hist.decode_and_add(part["hist"])
+    for code, n in part["status"].items():
+        t.status[code] = t.status.get(code, 0) + n
+    for key in ("connect_errors", "timeouts", "other_errors", "bytes"):
+        setattr(t, key, getattr(t, key) + part[key])
+    if part["first_start"] is not None:
+        t.first_start = part["first_start"] if t.first_start is None else min(t.first_start, part["first_start"])
+    if part["last_end"] is not None:
+        t.last_end = part["last_end"] if t.last_end is None else max(t.last_end, part["last_end"])
+    t.errors.extend(e for e in part["errors"] if e not in t.errors and len(t.errors) < 5)
+    m["cpu_user"] += part["cpu_user"]
+    m["cpu_sys"] += part["cpu_sys"]
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_kw: Any) -> None:
+    _on_report.env = environment  # type: ignore[attr-defined]
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Environment, **_kw: Any) -> None:
+    if isinstance(environment.runner, MasterRunner):
+        _master["cpu0"] = _cpu()
+
+
+@events.quitting.add_listener
+def _on_quitting(environment: Environment, **_kw: Any) -> None:
+    path = _ENV.get("IOLAB_LOCUST_RESULT")
+    if not path or isinstance(environment.runner, WorkerRunner):
+        return
+    t, m = _tally, _master
+    user, sys_ = _cpu()
+    u0, s0 = m.get("cpu0", (user, sys_))
+    total = environment.runner.stats.total if environment.runner is not None else None
+    out = {
+        "hist": t.hist.encode().decode("ascii") if t.hist.get_total_count() else "",
+        "status": t.status, "connect_errors": t.connect_errors, "timeouts": t.timeouts,
+        "other_errors": t.other_errors, "bytes": t.bytes, "first_start": t.first_start, "last_end": t.last_end,
+        "errors": t.errors, "workers_cpu_user": m["cpu_user"], "workers_cpu_sys": m["cpu_sys"],
+        "master_cpu_user": user - u0, "master_cpu_sys": sys_ - s0,
+        "workers": sorted(m["workers"]), "finals": sorted(m["finals"]), "reports": m["reports"],
+        "locust_requests": total.num_requests if total else None,
+        "locust_failures": total.num_failures if total else None,
+    }
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(out, fh)
+    os.replace(tmp, path)
+
+
+class IolabUser(FastHttpUser):
+    wait_time = constant_throughput(USER_RATE) if USER_RATE > 0 else constant(0)
+    connection_timeout = TIMEOUT_S
+    network_timeout = TIMEOUT_S
+    host = _ENV.get("IOLAB_LOCUST_HOST", "http://127.0.0.1")
+
+    @task
+    def hit(self) -> None:
+        self.client.request(METHOD, PATH, headers=HEADERS, data=BODY or None)
