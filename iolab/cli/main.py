@@ -16,6 +16,7 @@ import click
 
 from iolab import __version__
 from iolab.cli.options import limit_options
+from iolab.cli.opts_scale import scale_options
 from iolab.errors import EXIT_INTERRUPTED, IolabError
 
 
@@ -90,8 +91,9 @@ def _default_output() -> Path:
               help="Measured requests per scenario and round (ab -n).")
 @click.option("-c", "--concurrency", default=100, show_default=True, type=click.IntRange(1),
               help="Requests in flight at once (ab -c).")
-@click.option("--driver", type=click.Choice(["builtin", "ab", "wrk", "hey"]), default="builtin", show_default=True,
-              help="Load generator: iolab's own, or ApacheBench, wrk, hey (must be installed).")
+@click.option("--driver", type=click.Choice(["builtin", "ab", "wrk", "hey", "locust"]), default="builtin",
+              show_default=True, help="Load generator: iolab's own, or ApacheBench, wrk, hey (must be installed), "
+                                      "Locust (pip install 'iolab[scale]').")
 @click.option("--duration", default=None, metavar="D",
               help="Run the measured load for this long (20s, 500ms, 2m) instead of -n requests.")
 @click.option("--rate", default=None, type=click.FloatRange(min=0, min_open=True), metavar="R",
@@ -142,6 +144,7 @@ def _default_output() -> Path:
 @click.option("--html", type=click.Path(path_type=Path), default=None,
               help="Also write a self-contained HTML report with charts (opens offline).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@scale_options
 def run_command(**kw: Any) -> None:
     """Reproduce the seed experiment (or measure your app) and print the tables.
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from iolab.cli.options import limits_request
+from iolab.cli.opts_scale import scale_fields
 from iolab.demo.scenarios import select, skipped
 from iolab.errors import DegradedRunError, NothingMeasuredError, ServerDiedError, UsageError
 from iolab.measure.config import DEMO_APP, RunConfig, ScenarioSpec
@@ -81,7 +82,7 @@ def _target(kw: dict[str, Any]) -> tuple[Target, tuple[ScenarioSpec, ...]]:
         scenarios = paths or (parse_path_scenario(urlsplit(url).path or "/"),)
         if cmd:
             return CommandTarget(command=cmd, url=url), scenarios
-        if pid is not None:
+        if pid is not None and not kw.get("agent_url"):  # with --agent the PID is on the agent's host
             check_pid(pid)
         return RunningTarget(url=url, pid=pid), scenarios
     if paths:
@@ -150,6 +151,7 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         work_us=kw.get("work_us", 0),
         sink_latency_ms=kw.get("sink_latency_ms", 0.0),
         max_error_pct=kw.get("max_error_pct", MAX_ERROR_PCT),
+        **scale_fields(kw),
     )
 
 

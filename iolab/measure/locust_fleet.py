@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from iolab.errors import DriverError
 from iolab.measure import procs
@@ -38,7 +39,7 @@ JOIN_TIMEOUT_S = 60
 
 @dataclass
 class Finished:
-    result: dict[str, object]
+    result: dict[str, Any]
     cpu_user_s: float  # master + local workers, wait4
     cpu_sys_s: float
     wall_s: float

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from hdrh.histogram import HdrHistogram
@@ -45,8 +46,6 @@ def build_args(spec: LoadSpec) -> list[str]:
         raise UsageError("--driver locust runs for a time, not a number of requests: add --duration (e.g. 10s)")
     if spec.rate is not None and spec.arrival != "uniform":
         raise UsageError("--driver locust paces each user at a constant rate: --arrival poisson is builtin only")
-    if spec.cpus is not None:
-        raise UsageError("--driver locust cannot be pinned to CPUs (its workers are separate processes)")
     return []
 
 
@@ -91,33 +90,33 @@ class LocustDriver:
         fin = run_fleet(env_for(spec), users=spec.concurrency, duration_s=spec.duration_s,
                         local_workers=opts.workers, remote_workers=opts.remote_workers, master=opts.master,
                         progress=progress)
-        r = fin.result
+        r: dict[str, Any] = fin.result
         expected = opts.workers + opts.remote_workers
         finals = r.get("finals") or []
         if not isinstance(finals, list) or len(finals) < expected:
             raise DriverError(f"Locust: {expected - len(finals) if isinstance(finals, list) else expected} of "
                               f"{expected} workers did not send their last histogram; the run is incomplete. "
                               f"Master: {fin.master_log.strip().splitlines()[-1:] or ''}")
-        status = {int(k): int(v) for k, v in dict(r.get("status") or {}).items()}  # type: ignore[call-overload]
+        status = {int(k): int(v) for k, v in dict(r.get("status") or {}).items()}
         completed = sum(status.values())
         ok = sum(n for code, n in status.items() if 200 <= code < 300)
-        failed = sum(int(r.get(k) or 0) for k in ("connect_errors", "timeouts", "other_errors"))  # type: ignore[call-overload]
+        failed = sum(int(r.get(k) or 0) for k in ("connect_errors", "timeouts", "other_errors"))
         first, last = r.get("first_start"), r.get("last_end")
         duration = float(last) - float(first) if isinstance(first, (int, float)) and isinstance(last, (int, float)) \
             else 0.0
-        load_u = float(r.get("workers_cpu_user") or 0.0) + float(r.get("master_cpu_user") or 0.0)  # type: ignore[arg-type]
-        load_s = float(r.get("workers_cpu_sys") or 0.0) + float(r.get("master_cpu_sys") or 0.0)  # type: ignore[arg-type]
+        load_u = float(r.get("workers_cpu_user") or 0.0) + float(r.get("master_cpu_user") or 0.0)
+        load_s = float(r.get("workers_cpu_sys") or 0.0) + float(r.get("master_cpu_sys") or 0.0)
         loop = (f"open: {spec.rate:g} req/s as {spec.concurrency} users at {spec.rate / spec.concurrency:g} "
                 "req/s each (Locust constant_throughput)") if spec.rate else f"closed: {spec.concurrency} users"
         return LoadResult(
             driver=NAME, requests=completed + failed, completed=completed, ok_2xx=ok, non_2xx=completed - ok,
-            connect_errors=int(r.get("connect_errors") or 0),  # type: ignore[call-overload]
-            timeouts=int(r.get("timeouts") or 0),  # type: ignore[call-overload]
-            other_errors=int(r.get("other_errors") or 0),  # type: ignore[call-overload]
+            connect_errors=int(r.get("connect_errors") or 0),
+            timeouts=int(r.get("timeouts") or 0),
+            other_errors=int(r.get("other_errors") or 0),
             status_counts=status, duration_s=duration, latencies_us=(),
-            bytes_received=int(r.get("bytes") or 0),  # type: ignore[call-overload]
+            bytes_received=int(r.get("bytes") or 0),
             cpu_user_s=fin.cpu_user_s, cpu_sys_s=fin.cpu_sys_s,
-            errors_sample=tuple(str(e) for e in (r.get("errors") or [])),  # type: ignore[union-attr]
+            errors_sample=tuple(str(e) for e in (r.get("errors") or [])),
             raw_output=fin.master_log,
             latency_counts_us=counts_of(str(r.get("hist") or "")),
             latency_resolution_us=1,
@@ -127,7 +126,7 @@ class LocustDriver:
                               "events (FastHttpUser: request sent to last byte), merged in the master",
                    "loop": loop, "coordinated_omission_corrected": False,
                    "workers": {"local": opts.workers, "remote": opts.remote_workers,
-                               "reported": len(r.get("workers") or [])},  # type: ignore[arg-type]
+                               "reported": len(r.get("workers") or [])},
                    "locust_requests": r.get("locust_requests"), "locust_failures": r.get("locust_failures"),
                    "locust_version": _version()},
         )

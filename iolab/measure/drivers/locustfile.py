@@ -185,4 +185,4 @@ class IolabUser(FastHttpUser):
 
     @task
     def hit(self) -> None:
-        self.client.request(METHOD, PATH, headers=HEADERS, data=BODY or None)
+        self.client.request(METHOD, PATH, headers=HEADERS, data=BODY or None)  # type: ignore[arg-type]  # bytes are sent as is
