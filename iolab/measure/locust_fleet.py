@@ -107,7 +107,7 @@ class _Proc:
         return " | ".join(lines[-n:])
 
 
-def run_fleet(env_vars: dict[str, str], *, users: int, duration_s: float, local_workers: int,
+def run_fleet(load_args: list[str], *, users: int, duration_s: float, local_workers: int,
               remote_workers: int, master: tuple[str, int] | None,
               progress: Callable[[int, int], None] | None = None) -> Finished:
     """Run one headless test; the master's merged result, or DriverError naming what went wrong."""
@@ -120,12 +120,13 @@ def run_fleet(env_vars: dict[str, str], *, users: int, duration_s: float, local_
     expect = local_workers + remote_workers
     with tempfile.TemporaryDirectory(prefix="iolab-locust-") as tmp:
         result_path = Path(tmp) / "result.json"
-        env = {**os.environ, **env_vars, "IOLAB_LOCUST_RESULT": str(result_path)}
+        env = {**os.environ, "IOLAB_LOCUST_RESULT": str(result_path)}
         env.pop("PYTHONUNBUFFERED", None)
         margv = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--master", "--master-bind-host", bind_host,
                  "--master-bind-port", str(port), "--headless", "-u", str(users), "-r", str(users),
                  "-t", f"{run_time}s", "--expect-workers", str(expect), "--expect-workers-max-wait",
-                 str(JOIN_TIMEOUT_S), "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0"]
+                 str(JOIN_TIMEOUT_S), "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
+                 *load_args]
         started = time.monotonic()
         procs_: list[_Proc] = []
         try:

@@ -49,22 +49,17 @@ def build_args(spec: LoadSpec) -> list[str]:
     return []
 
 
-def env_for(spec: LoadSpec) -> dict[str, str]:
+def load_args(spec: LoadSpec) -> list[str]:
+    """The master's ``--host`` and ``--iolab-load`` (passed on to every worker: locustfile.py)."""
     parts = urlsplit(spec.url)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    env = {
-        "IOLAB_LOCUST_HOST": f"{parts.scheme}://{parts.netloc}",
-        "IOLAB_LOCUST_PATH": path,
-        "IOLAB_LOCUST_METHOD": spec.method,
-        "IOLAB_LOCUST_HEADERS": json.dumps([list(h) for h in spec.headers]),
-        "IOLAB_LOCUST_BODY": base64.b64encode(spec.body).decode(),
-        "IOLAB_LOCUST_TIMEOUT": str(spec.timeout_s),
-        "IOLAB_LOCUST_KEEPALIVE": "1" if spec.keepalive else "0",
-        "IOLAB_LOCUST_USER_RATE": str(spec.rate / spec.concurrency) if spec.rate else "0",
-    }
-    return env
+    load = {"path": path, "method": spec.method, "headers": [list(h) for h in spec.headers],
+            "body": base64.b64encode(spec.body).decode(), "timeout_s": spec.timeout_s, "keepalive": spec.keepalive,
+            "user_rate": spec.rate / spec.concurrency if spec.rate else 0.0}
+    return ["--host", f"{parts.scheme}://{parts.netloc}",
+            "--iolab-load", base64.b64encode(json.dumps(load).encode()).decode()]
 
 
 def counts_of(encoded: str) -> tuple[tuple[int, int], ...]:
@@ -87,7 +82,7 @@ class LocustDriver:
         build_args(spec)
         assert spec.duration_s is not None
         opts = self.options
-        fin = run_fleet(env_for(spec), users=spec.concurrency, duration_s=spec.duration_s,
+        fin = run_fleet(load_args(spec), users=spec.concurrency, duration_s=spec.duration_s,
                         local_workers=opts.workers, remote_workers=opts.remote_workers, master=opts.master,
                         progress=progress)
         r: dict[str, Any] = fin.result

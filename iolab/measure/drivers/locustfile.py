@@ -12,8 +12,10 @@ report into one histogram (``worker_report``) and, when it quits, writes the mer
 counts and the CPU figures as JSON to ``IOLAB_LOCUST_RESULT``. Locust's own percentiles (rounded to
 2 significant digits above 100 ms) are not used.
 
-The load comes from the environment (``IOLAB_LOCUST_*``, set by locust_fleet.py): the path, method,
-headers, body, keep-alive, timeout and, for an open loop, each user's rate (``constant_throughput``).
+The load is one command-line option of the master, ``--iolab-load`` (base64 of a JSON object: path,
+method, headers, body, keep-alive, timeout and, for an open loop, each user's rate), which Locust passes
+to every worker with its spawn message (custom arguments), so a worker started on another host by hand
+needs nothing but the master's address. The target's scheme://host:port is Locust's own ``--host``.
 """
 
 from __future__ import annotations
@@ -31,14 +33,6 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 _ENV = os.environ
-PATH = _ENV.get("IOLAB_LOCUST_PATH", "/")
-METHOD = _ENV.get("IOLAB_LOCUST_METHOD", "GET")
-HEADERS: dict[str, str] = dict(json.loads(_ENV.get("IOLAB_LOCUST_HEADERS", "[]")))
-BODY = base64.b64decode(_ENV.get("IOLAB_LOCUST_BODY", ""))
-TIMEOUT_S = float(_ENV.get("IOLAB_LOCUST_TIMEOUT", "30"))
-USER_RATE = float(_ENV.get("IOLAB_LOCUST_USER_RATE", "0"))  # requests/s per user; 0 = closed loop
-if _ENV.get("IOLAB_LOCUST_KEEPALIVE", "0") != "1":
-    HEADERS.setdefault("Connection", "close")
 LOWEST_US, HIGHEST_US, DIGITS = 1, 3_600_000_000, 3
 
 
@@ -177,12 +171,42 @@ def _on_quitting(environment: Environment, **_kw: Any) -> None:
     os.replace(tmp, path)
 
 
+@events.init_command_line_parser.add_listener
+def _add_options(parser: Any) -> None:
+    parser.add_argument("--iolab-load", type=str, default="", help="iolab's load (base64 JSON); set by iolab")
+
+
+_load: dict[str, Any] | None = None
+
+
+def _load_of(environment: Environment) -> dict[str, Any]:
+    global _load
+    if _load is None:
+        raw = getattr(environment.parsed_options, "iolab_load", "") if environment.parsed_options else ""
+        if not raw:
+            raise RuntimeError("no --iolab-load: start workers with python -m iolab.measure.locust_fleet worker")
+        _load = json.loads(base64.b64decode(raw))
+        headers = dict(_load["headers"])
+        if not _load["keepalive"]:
+            headers.setdefault("Connection", "close")
+        _load["headers"], _load["body"] = headers, base64.b64decode(_load["body"]) or None
+    return _load
+
+
 class IolabUser(FastHttpUser):
-    wait_time = constant_throughput(USER_RATE) if USER_RATE > 0 else constant(0)
-    connection_timeout = TIMEOUT_S
-    network_timeout = TIMEOUT_S
-    host = _ENV.get("IOLAB_LOCUST_HOST", "http://127.0.0.1")
+    # Set per user from --iolab-load in on_start; a class-level default keeps Locust's checks quiet.
+    wait_time = constant(0)
+
+    def __init__(self, environment: Environment) -> None:
+        # The spawn message (with --iolab-load) is handled before any user is made, on every worker.
+        load = _load_of(environment)
+        self.connection_timeout = self.network_timeout = load["timeout_s"]
+        super().__init__(environment)
+        if load["user_rate"] > 0:
+            pacer = constant_throughput(load["user_rate"])
+            self.wait_time = lambda: pacer(self)  # type: ignore[method-assign]
 
     @task
     def hit(self) -> None:
-        self.client.request(METHOD, PATH, headers=HEADERS, data=BODY or None)  # type: ignore[arg-type]  # bytes are sent as is
+        load = _load_of(self.environment)
+        self.client.request(load["method"], load["path"], headers=load["headers"], data=load["body"])
