@@ -6,10 +6,12 @@ this file (``locust -f``; see measure/locust_fleet.py).
 
 Latency, exact to the microsecond: each worker records every completed response's time (Locust's
 ``request`` event, ``FastHttpUser``: from sending the request to the last byte) in its own HdrHistogram
-(1 µs … 1 h, 3 significant digits), and sends it with every stats report (``report_to_master``: every
-3 s and a last one when the master tells it to quit), then starts a fresh one. The master adds every
-report into one histogram (``worker_report``) and, when it quits, writes the merged histogram, the
-counts and the CPU figures as JSON to ``IOLAB_LOCUST_RESULT``. Locust's own percentiles (rounded to
+(1 µs … 1 h, 3 significant digits), and sends it with every stats report (``report_to_master``, every
+3 s), then starts a fresh one. The master adds every report into one histogram (``worker_report``). At
+the end of the run (``-t``), before it tells the workers to quit, the master asks each for its last
+histogram (custom message ``iolab_flush``: the worker stops its users, then answers ``iolab_final``) and
+waits for every answer, so nothing is lost to a race; then it writes the merged histogram, the counts and
+the CPU figures as JSON to ``IOLAB_LOCUST_RESULT``. Locust's own percentiles (rounded to
 2 significant digits above 100 ms) are not used.
 
 The load is one command-line option of the master, ``--iolab-load`` (base64 of a JSON object: path,
@@ -27,6 +29,7 @@ import resource
 import time
 from typing import Any
 
+import gevent
 from hdrh.histogram import HdrHistogram
 from locust import FastHttpUser, constant, constant_throughput, events, task
 from locust.env import Environment
@@ -34,6 +37,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 _ENV = os.environ
 LOWEST_US, HIGHEST_US, DIGITS = 1, 3_600_000_000, 3
+FLUSH_TIMEOUT_S = 30.0  # the master's wait for every worker's last histogram
 
 
 def _new_hist() -> HdrHistogram:
@@ -93,21 +97,37 @@ def _on_request(request_type: str, name: str, response_time: float, response_len
             t.errors.append(str(exception)[:200])
 
 
-@events.report_to_master.add_listener
-def _on_report(client_id: str, data: dict[str, Any]) -> None:
+def _take() -> dict[str, Any]:
+    """This worker's tally since its last report, and a fresh one started."""
     global _tally, _cpu_mark
     t, _tally = _tally, _Tally()
     user, sys_ = _cpu()
-    env: Environment | None = getattr(_on_report, "env", None)
-    state = env.runner.state if env is not None and env.runner is not None else ""
-    data["iolab"] = {
+    part = {
         "hist": t.hist.encode().decode("ascii") if t.hist.get_total_count() else "",
         "status": t.status, "connect_errors": t.connect_errors, "timeouts": t.timeouts,
         "other_errors": t.other_errors, "bytes": t.bytes, "first_start": t.first_start, "last_end": t.last_end,
         "errors": t.errors, "cpu_user": user - _cpu_mark[0], "cpu_sys": sys_ - _cpu_mark[1],
-        "final": state == "stopped",
     }
     _cpu_mark = (user, sys_)
+    return part
+
+
+@events.report_to_master.add_listener
+def _on_report(client_id: str, data: dict[str, Any]) -> None:
+    data["iolab"] = _take()
+
+
+def _on_flush(environment: Environment, msg: Any, **_kw: Any) -> None:
+    """Worker: the master's last call. Stop the users first, so no request ends after the tally is taken."""
+    runner = environment.runner
+    assert runner is not None
+    runner.stop()
+    runner.send_message("iolab_final", _take())
+
+
+def _on_final(environment: Environment, msg: Any, **_kw: Any) -> None:
+    _master["finals"].add(msg.node_id)
+    _on_worker_report(msg.node_id, {"iolab": msg.data})
 
 
 @events.worker_report.add_listener
@@ -118,8 +138,6 @@ def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
     m, t = _master, _tally
     m["workers"].add(client_id)
     m["reports"] += 1
-    if part["final"]:
-        m["finals"].add(client_id)
     if part["hist"]:
         t.hist.decode_and_add(part["hist"])
     for code, n in part["status"].items():
@@ -137,7 +155,23 @@ def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_kw: Any) -> None:
-    _on_report.env = environment  # type: ignore[attr-defined]
+    if isinstance(environment.runner, WorkerRunner):
+        environment.runner.register_message("iolab_flush", _on_flush)
+    elif isinstance(environment.runner, MasterRunner):
+        environment.runner.register_message("iolab_final", _on_final)
+
+
+@events.test_stopping.add_listener
+def _on_test_stopping(environment: Environment, **_kw: Any) -> None:
+    """Master, at the end (-t reached: quit() stops the test, then sends quit): collect every last tally."""
+    runner = environment.runner
+    if not isinstance(runner, MasterRunner):
+        return
+    expected = {c.id for c in runner.clients.all}
+    runner.send_message("iolab_flush")
+    deadline = time.monotonic() + FLUSH_TIMEOUT_S
+    while not expected <= _master["finals"] and time.monotonic() < deadline:
+        gevent.sleep(0.05)
 
 
 @events.test_start.add_listener
