@@ -44,8 +44,9 @@ def agent_command(listen: str, token_file: Path, allow_pids: tuple[int, ...], al
       iolab run --url http://10.0.0.5:8000/ --allow-remote --pid 4242 \\
                 --agent http://10.0.0.5:9464 --agent-token-file ~/.iolab-token --duration 20s
     """
-    from iolab.agent.access import Access, compile_cmdline, read_token
+    from iolab.agent.access import Access, compile_cmdline
     from iolab.agent.server import AgentServer, AgentState, tls_context
+    from iolab.measure.tokenfile import read_token
 
     host, port = parse_listen(listen)
     if bool(tls_cert) != bool(tls_key):

@@ -1,7 +1,7 @@
 """``iolab sweep``: options → SweepSpec, one line of progress per measured round, tables, files.
 
-Registered by iolab/cli/main.py as ("sweep", "iolab.cli.sweep:sweep_command"); its IolabErrors become
-``error: …`` there. ``python -m iolab.cli.sweep …`` runs it the same way before that registration.
+Listed in iolab/cli/main.py as ("sweep", "iolab.cli.sweep:sweep_command"); its IolabErrors become
+``error: …`` there.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class LineReporter:
     def round_finished(self, record: RoundRecord, name: str) -> None:
         if self._quiet:
             return
-        from iolab.cli.run import round_line
+        from iolab.cli.progress import round_line
 
         self._c.print(f"  {name}: {round_line(record)}", highlight=False)
 
@@ -164,15 +164,3 @@ def sweep_command(**kw: Any) -> None:
         raise error  # its own code wins; a fallback was already named on stderr
     keeper.raise_if_fell_back()
 
-
-def main() -> None:
-    """``python -m iolab.cli.sweep``: the command inside iolab's CLI group (its error mapping included)."""
-    from iolab.cli.main import cli
-
-    if "sweep" not in cli.commands:
-        cli.add_command(sweep_command, name="sweep")
-    cli(["sweep", *sys.argv[1:]], prog_name="iolab")
-
-
-if __name__ == "__main__":
-    main()

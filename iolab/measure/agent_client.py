@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from iolab.errors import AgentError, NoSuchProcess, UsageError
 from iolab.measure.probe import Counters, Probe
 from iolab.measure.probe_wire import counters_from_json, samples_from_json
+from iolab.measure.tokenfile import read_token
 from iolab.results import Sample
 
 TIMEOUT_S = 10.0
@@ -37,8 +38,6 @@ class AgentSpec:
 
 def agent_spec(url: str, token_file: Path, ca_file: str | None) -> AgentSpec:
     """Check the options; the token file is read as the agent reads it (mode 600, at least 16 characters)."""
-    from iolab.agent.access import read_token
-
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--agent {url!r}: expected http://HOST:PORT or https://HOST:PORT")
     if ca_file is not None and not url.startswith("https://"):

@@ -164,14 +164,10 @@ def run_fleet(load_args: list[str], *, users: int, duration_s: float, local_work
         return Finished(result, cpu_u, cpu_s, time.monotonic() - started, log[-4000:], tuple(margv))
 
 
-def _worker_loop(target: str) -> None:
-    """A remote worker that rejoins each new master until interrupted (Ctrl-C, SIGTERM)."""
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        sys.exit("usage: python -m iolab.measure.locust_fleet worker HOST:PORT")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+def _worker_loop(host: str, port: int) -> None:
+    """A remote worker that rejoins each new master until interrupted (KeyboardInterrupt)."""
     while True:
-        proc = subprocess.Popen(worker_argv(host.strip("[]"), int(port)), preexec_fn=procs.die_with_parent())
+        proc = subprocess.Popen(worker_argv(host, port), preexec_fn=procs.die_with_parent())  # noqa: PLW1509
         try:
             proc.wait()
         finally:
@@ -181,9 +177,19 @@ def _worker_loop(target: str) -> None:
         time.sleep(0.5)
 
 
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "worker":
-        with contextlib.suppress(KeyboardInterrupt):
-            _worker_loop(sys.argv[2])
-    else:
+def main(argv: list[str]) -> None:
+    """``python -m iolab.measure.locust_fleet worker HOST:PORT``; Ctrl-C or SIGTERM ends it (exit 0)."""
+    host, _, port = argv[1].rpartition(":") if len(argv) == 2 and argv[0] == "worker" else ("", "", "")
+    if not host or not port.isdigit():
         sys.exit("usage: python -m iolab.measure.locust_fleet worker HOST:PORT")
+
+    def _term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    with contextlib.suppress(KeyboardInterrupt):
+        _worker_loop(host.strip("[]"), int(port))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
