@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def test_without_locust_the_driver_is_an_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(netns.unavailable_reason() is not None, reason=str(netns.unavailable_reason()))
-def test_two_host_recipe_across_namespaces(tmp_path: Path) -> None:
+def test_two_host_recipe_across_namespaces(tmp_path: Path, nothing_left_behind: None) -> None:
     """README's recipe: the server and `iolab agent` on host A (a namespace); iolab, Locust's master and
     workers on host B (this namespace) plus one worker joining from A; everything over the veth."""
     before = netns.list_ours(os.getpid())
@@ -115,3 +116,24 @@ def test_two_host_recipe_across_namespaces(tmp_path: Path) -> None:
     assert netns.list_ours(os.getpid()) == before == []
     _no_locust_left()
     assert not processes_matching("iolab agent --listen")
+
+
+def test_a_killed_iolab_leaves_no_locust_process(tmp_path: Path, nothing_left_behind: None) -> None:
+    """SIGKILL runs no cleanup: the master and workers go by their parent-death signal."""
+    ours = str(REPO / "iolab" / "measure" / "drivers" / "locustfile.py")
+    proc = subprocess.Popen([sys.executable, "-m", "iolab", "run", "--scenario", "noop-async", "--driver", "locust",
+                             "--duration", "30s", "--warmup", "0", "--rounds", "1", "-c", "4", "-q",
+                             "-o", str(tmp_path / "r.json")], cwd=REPO, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(processes_matching(ours)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(processes_matching(ours)) >= 3  # the master and two workers
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while processes_matching(ours) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_matching(ours) == []
