@@ -106,6 +106,8 @@ def test_two_host_recipe_across_namespaces(tmp_path: Path, nothing_left_behind: 
             assert per["write_syscalls"] >= 0.9, per
             assert per["voluntary_ctx_switches"] > 0 and per["cpu_ms"] > 0, per
             assert len(rnd["samples"]) >= 1  # per-second samples came from the agent's window
+            shown = run_cli("report", str(tmp_path / "run.json")).stdout
+            assert f"iolab agent at {agent_url}" in " ".join(shown.split())
         finally:
             remote.send_signal(signal.SIGTERM)
             remote.wait(timeout=20)
