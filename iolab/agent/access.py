@@ -14,7 +14,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from iolab.errors import UsageError
+from iolab.errors import ProbeError, UsageError
+from iolab.measure import procfs
 
 # HTTP statuses the server answers with: no or a wrong token, a PID outside the allow-list.
 UNAUTHORIZED = 401
@@ -23,9 +24,8 @@ FORBIDDEN = 403
 
 def _cmdline(pid: int, proc: str = "/proc") -> str:
     try:
-        with open(f"{proc}/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
+        return " ".join(procfs.cmdline(pid, proc))
+    except ProbeError:  # exited, or not ours to read
         return ""
 
 
@@ -52,9 +52,9 @@ class Access:
         found = {p for p in self.pids if os.path.exists(f"{self.proc}/{p}")}
         if self.cmdline is not None:
             me = os.getpid()
-            for name in os.listdir(self.proc):
-                if name.isdigit() and int(name) != me and self.cmdline.search(_cmdline(int(name), self.proc)):
-                    found.add(int(name))
+            for pid in procfs.pids(self.proc):
+                if pid != me and self.cmdline.search(_cmdline(pid, self.proc)):
+                    found.add(pid)
         return sorted(found)
 
 

@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from iolab.errors import ProbeError
+from iolab.measure import procfs
 from iolab.measure.probe import Counters, Probe
 
 PREFIX = "iolab_process"
@@ -24,12 +25,10 @@ PREFIX = "iolab_process"
 def cgroup_cpu_stat(pid: int, proc: str = "/proc", root: str = "/sys/fs/cgroup") -> dict[str, int]:
     """nr_periods, nr_throttled, throttled_usec of the process's cgroup v2; {} when unknown."""
     try:
-        with open(f"{proc}/{pid}/cgroup", encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-        path = next(ln.split(":", 2)[2] for ln in lines if ln.startswith("0::"))
+        path = next(line.path for line in procfs.cgroups(pid, proc) if not line.controllers)
         with open(os.path.join(root, path.lstrip("/"), "cpu.stat"), encoding="ascii") as fh:
             raw = {k: int(v) for k, _, v in (ln.partition(" ") for ln in fh.read().splitlines() if ln)}
-    except (OSError, StopIteration, ValueError, IndexError):
+    except (OSError, ProbeError, StopIteration, ValueError):
         return {}
     return {k: raw[k] for k in ("nr_periods", "nr_throttled", "throttled_usec") if k in raw}
 

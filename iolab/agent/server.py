@@ -32,7 +32,7 @@ from iolab.agent.access import FORBIDDEN, UNAUTHORIZED, Access
 from iolab.agent.metrics import ProcessCollector
 from iolab.agent.windows import TooManyWindows, UnknownWindow, Window, Windows
 from iolab.errors import AccessDenied, NoSuchProcess, ProbeError
-from iolab.measure import facts
+from iolab.measure import facts, procfs
 from iolab.measure.probe_wire import counters_to_json, samples_to_json
 
 _WINDOW = re.compile(r"^/v1/windows/([0-9a-f]{16})(/samples)?$")
@@ -212,11 +212,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _exists(pid: int) -> bool:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
+        return not procfs.stat(pid).gone
+    except ProbeError:
         return False
-    return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def _samples(window: Window) -> dict[str, Any]:

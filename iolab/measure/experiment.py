@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -19,8 +19,8 @@ from typing import Protocol
 from iolab import __version__, results
 from iolab.analysis import advice, verdict
 from iolab.analysis.aggregate import aggregate, window_samples
-from iolab.errors import IolabError, NoSuchProcess, ServerStartError
-from iolab.measure import facts, hdrlog
+from iolab.errors import IolabError, NoSuchProcess, ProbeError, ServerStartError
+from iolab.measure import facts, hdrlog, procfs, procs
 from iolab.measure.agent_client import AgentClient, AgentProbe, make_probe
 from iolab.measure.config import RunConfig, ScenarioSpec
 from iolab.measure.drivers import get_driver
@@ -107,13 +107,30 @@ def server_env(config: RunConfig) -> dict[str, str]:
 def _fd_nonblocking(pid: int, fd: int = 1) -> bool | None:
     """Is the server's fd 1 in O_NONBLOCK mode? (aiologger switches it for the whole process.)"""
     try:
-        with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("flags:"):
-                    return bool(int(line.split()[1], 8) & os.O_NONBLOCK)
-    except (OSError, ValueError):
+        return bool(procfs.fd_flags(pid, fd) & os.O_NONBLOCK)
+    except ProbeError:
         return None
-    return None
+
+
+@contextlib.contextmanager
+def saved_on_error(save: Callable[[str], object]) -> Iterator[None]:
+    """Partial results reach the disk before an exception propagates: "interrupted" on Ctrl-C, else
+    "failed"."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        save("interrupted")
+        raise
+    except BaseException:
+        save("failed")
+        raise
+
+
+def probe_failed(scenario: str, round_no: int, error: BaseException) -> RunWarning:
+    """The probe's sampler stopped on an error: the samples after it (rates, peak RSS) are missing."""
+    return RunWarning("probe-failed", f"{scenario}, round {round_no}: sampling the server's /proc stopped "
+                      f"early ({type(error).__name__}: {error}); the per-second samples and the sampled peak "
+                      "RSS end there")
 
 
 def stdout_log_path(output: Path, scenario: str, round_no: int) -> Path:
@@ -147,16 +164,6 @@ def _worth_measuring(warm: LoadResult | None, watch: SinkWatch | None, server: S
     return server is None or server.poll() is None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _tail_text(tail: tuple[str, ...], n: int = 3) -> str:
     lines = [t.strip() for t in tail if t.strip()][-n:]
     return ("; last output: " + " | ".join(lines)) if lines else ""
@@ -164,7 +171,6 @@ def _tail_text(tail: tuple[str, ...], n: int = 3) -> str:
 
 class Experiment:
     def __init__(self, config: RunConfig, reporter: Reporter | None = None,
-                 driver: Callable[[LoadSpec, Callable[[int, int], None] | None], LoadResult] | None = None,
                  keeper: OutputKeeper | None = None) -> None:
         self.config = config
         self.reporter: Reporter = reporter or SilentReporter()
@@ -176,7 +182,7 @@ class Experiment:
         # that is not ok), for a report of what was measured; None before that.
         self.finished: RunResult | None = None
         # get_driver fails now, before any server starts, when an external tool is not installed.
-        self._drive = driver or get_driver(config.driver, config.locust).run
+        self._drive = get_driver(config.driver, config.locust).run
         self.state = _State(
             config=config,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -202,7 +208,7 @@ class Experiment:
         check_outputs(*experiment_outputs(cfg))  # before any server starts (and before a save can fail)
         specs = cfg.scenarios
         status = "complete"
-        try:
+        with saved_on_error(self.save):
             for r in range(cfg.rounds):
                 # Rotate the order each round so slow drift on a shared machine hits all scenarios alike.
                 order = specs[r % len(specs):] + specs[: r % len(specs)]
@@ -212,12 +218,6 @@ class Experiment:
                     self.state.rounds.setdefault(spec.name, []).append(record)
                     self.reporter.scenario_finished(record)
                     self.save("running")
-        except KeyboardInterrupt:
-            self.save("interrupted")
-            raise
-        except BaseException:
-            self.save("failed")
-            raise
         failed = any(rec.status == "failed" for rs in self.state.rounds.values() for rec in rs)
         result = self.save("failed" if failed else status)
         self.finished = result
@@ -422,7 +422,7 @@ class Experiment:
                     c0 = None
                 if not vanished and _worth_measuring(warm, watch, server) and (probe is None or c0 is not None):
                     self.reporter.phase("measuring")
-                    cpu0 = facts.read_cpu_times()
+                    cpu0 = procfs.cpu_times()
                     throttle0 = session.read_cpu_stat() if session else {}
                     t0, started_epoch_s = time.monotonic(), time.time()
                     load = self._drive(base, self.reporter.progress)
@@ -431,14 +431,15 @@ class Experiment:
                         c1 = probe.read() if probe else None
                     except NoSuchProcess:
                         c1 = None
-                    cpu1 = facts.read_cpu_times()
+                    cpu1 = procfs.cpu_times()
                     throttle1 = session.read_cpu_stat() if session else {}
                     nonblocking = _fd_nonblocking(pid) if pid is not None and cfg.agent is None else None
         finally:
             if probe is not None:
                 probe.stop()
-                if isinstance(probe, AgentProbe):
-                    self._agent_cost(probe.cost)
+                if probe.error is not None:
+                    self.state.warnings.append(probe_failed(spec.name, round_no, probe.error))
+                self._agent_cost(probe)
         lost = vanished or (probe is not None and load is not None and c1 is None)  # /proc went away
         cut = self._cut_short(spec, round_no, started, url, pid, server, session, stdout_info, watch, warm, load,
                               lost)
@@ -468,8 +469,11 @@ class Experiment:
             self._after_load(spec, round_no, started_epoch_s, load)
         return measured_round(round_no, started, load, side, stdout, rusage, noise, tail, verdict_of_load)
 
-    def _agent_cost(self, cost: dict[str, object]) -> None:
+    def _agent_cost(self, window: object) -> None:
         """The agent's CPU per /proc reading, summed over the run's windows, into environment.probe."""
+        if not isinstance(window, AgentProbe):
+            return
+        cost = window.cost
         probe = self.state.environment.get("probe")
         n, cpu = cost.get("readings"), cost.get("cpu_s")
         if isinstance(probe, dict) and isinstance(n, int) and isinstance(cpu, (int, float)) and n > 0:
@@ -498,7 +502,7 @@ class Experiment:
         if server is not None:
             died = lost or server.poll() is not None
         else:
-            died = lost or (pid is not None and self.config.agent is None and not _alive(pid))
+            died = lost or (pid is not None and self.config.agent is None and not procs.alive(pid))
         if died:
             code = server.stop().returncode if server else None
             stdout, tail = self._stop_server(server, stdout_info)

@@ -30,7 +30,7 @@ from iolab.demo.scenarios import BY_NAME, select
 from iolab.errors import DegradedRunError, IolabError, NothingMeasuredError, ServerDiedError, UsageError
 from iolab.measure import facts
 from iolab.measure.config import RunConfig, ScenarioSpec
-from iolab.measure.experiment import Experiment, Reporter
+from iolab.measure.experiment import Experiment, Reporter, saved_on_error
 from iolab.measure.limits import LimitsRequest
 from iolab.outputs import OutputKeeper
 from iolab.results import NOTHING_MEASURED, SERVER_DIED, TOO_MANY_ERRORS, RoundRecord, RunResult
@@ -173,19 +173,13 @@ class Sweep:
 
     def run(self) -> SweepResult:
         grid = [(w, lat) for w in self.spec.work_us for lat in self.spec.sink_latency_ms]
-        try:
+        with saved_on_error(self.save):
             for i, (w, lat) in enumerate(grid):
                 cell = self._cell(i, len(grid), w, lat)
                 self.cells.append(cell)
                 if self.reporter is not None:
                     self.reporter.cell_finished(cell)
                 self.save("running")
-        except KeyboardInterrupt:
-            self.save("interrupted")
-            raise
-        except BaseException:
-            self.save("failed")
-            raise
         return self.save("failed" if any(c.status == "failed" for c in self.cells) else "complete")
 
     def outcome_error(self) -> IolabError | None:
