@@ -68,9 +68,11 @@ def worker_argv(host: str, port: int) -> list[str]:
 class _Proc:
     def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
+        # cwd: the run's temporary directory, so no locust.conf or pyproject.toml [tool.locust] of the
+        # user's current directory changes the run (the command line sets everything iolab relies on).
         with open(log, "wb") as out:
-            self.popen = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                          preexec_fn=procs.die_with_parent())  # noqa: PLW1509
+            self.popen = subprocess.Popen(argv, env=env, cwd=log.parent, stdin=subprocess.DEVNULL, stdout=out,
+                                          stderr=out, preexec_fn=procs.die_with_parent())  # noqa: PLW1509
         self.rusage: tuple[float, float] | None = None
 
     def poll(self) -> int | None:
@@ -120,7 +122,8 @@ def run_fleet(load_args: list[str], *, users: int, duration_s: float, local_work
     expect = local_workers + remote_workers
     with tempfile.TemporaryDirectory(prefix="iolab-locust-") as tmp:
         result_path = Path(tmp) / "result.json"
-        env = {**os.environ, "IOLAB_LOCUST_RESULT": str(result_path)}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+        env["IOLAB_LOCUST_RESULT"] = str(result_path)
         env.pop("PYTHONUNBUFFERED", None)
         margv = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--master", "--master-bind-host", bind_host,
                  "--master-bind-port", str(port), "--headless", "-u", str(users), "-r", str(users),
