@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -179,3 +180,31 @@ def test_run_agent_options_are_checked(tmp_path: Path) -> None:
     out = run_cli("run", "--url", "http://127.0.0.1:1/", "--pid", "999999", "--agent", "http://127.0.0.1:1",
                   "--agent-token-file", str(token_file(tmp_path)), "--rounds", "1", "-o", str(tmp_path / "r.json"))
     assert out.returncode == 10 and "error: cannot reach the agent" in out.stderr
+
+
+def test_a_reading_survives_the_wire_and_bad_answers_are_errors() -> None:
+    from iolab.errors import ProbeError
+    from iolab.measure.probe_wire import counters_from_json, counters_to_json, samples_from_json
+
+    reading = Probe(os.getpid()).read()
+    assert counters_from_json(json.loads(json.dumps(counters_to_json(reading)))) == reading
+    with pytest.raises(ProbeError, match="cannot read"):
+        counters_from_json({"t_s": 1.0})
+    with pytest.raises(ProbeError, match="cannot read"):
+        samples_from_json([{"t_s": 1}])
+
+
+def test_windows_are_capped_and_idle_ones_close() -> None:
+    from iolab.agent.windows import TooManyWindows, UnknownWindow, Windows
+
+    seen: list[float] = []
+    windows = Windows(max_windows=1, idle_s=3600, on_reading=seen.append)
+    first, _ = windows.open(os.getpid(), 0.05)
+    with pytest.raises(TooManyWindows):
+        windows.open(os.getpid(), 0.05)
+    assert seen and all(s >= 0 for s in seen)  # every reading's CPU is counted
+    windows.idle_s = 0
+    windows.expire()
+    with pytest.raises(UnknownWindow):
+        windows.get(first.id)
+    assert len(windows) == 0
