@@ -60,6 +60,15 @@ def test_locust_percentiles_agree_with_the_builtin_driver(demo: str) -> None:
     assert latency.LOWEST_US <= hl.get_min_value()
 
 
+def test_locust_open_loop_keeps_its_rate(demo: str) -> None:
+    """--rate R with c users: each user at R/c requests per second (constant_throughput)."""
+    loc = LocustDriver(LocustOptions(workers=2)).run(LoadSpec(url=demo + "/noop-async", concurrency=4, rate=100,
+                                                              duration_s=3.0))
+    assert loc.failed == 0 and loc.facts["coordinated_omission_corrected"] is False
+    assert loc.facts["loop"].startswith("open: 100 req/s as 4 users at 25 req/s each")
+    assert 0.6 < loc.rps / 100 < 1.25, loc.rps
+
+
 def test_without_locust_the_driver_is_an_error(tmp_path: Path) -> None:
     code = ("import sys; sys.modules['locust'] = None; from iolab.cli.main import main; "
             "sys.argv = ['iolab', 'run', '--driver', 'locust', '--duration', '1s', '-o', sys.argv[1]]; main()")
