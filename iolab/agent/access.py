@@ -1,8 +1,7 @@
 """Who may ask the agent, and about which process.
 
-The token is a shared secret in a file: refused when the file is missing, empty, or readable by the group
-or by others (as ssh refuses a private key), so a mistake is caught at start-up, not after a leak. The
-bearer header is compared with ``hmac.compare_digest`` so the time taken does not tell how much matched.
+The token is a shared secret in a file (read by measure/tokenfile.py, which refuses a file others can
+read, as the client does). The bearer header is compared with ``hmac.compare_digest`` so the time taken does not tell how much matched.
 A PID is allowed when listed (``--allow-pid``) or when its command line matches ``--allow-cmdline``; the
 agent never starts, signals or traces a process, it only reads /proc.
 """
