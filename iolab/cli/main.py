@@ -32,6 +32,7 @@ _COMMANDS = (
     ("scenarios", "iolab.cli.scenarios:scenarios_command"),
     ("micro", "iolab.cli.micro:micro_command"),
     ("sweep", "iolab.cli.sweep:sweep_command"),
+    ("agent", "iolab.cli.agent:agent_command"),
 )
 
 

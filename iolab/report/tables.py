@@ -140,10 +140,17 @@ def facts_table(result: RunResult) -> Table:
         *([("python", f"{py.get('implementation')} {py.get('version')}")] if about_server.served(result.target)
           else []),
         ("server", about_server.server_text(result)),
+        *([("probe", _probe_text(env["probe"]))] if isinstance(env.get("probe"), dict)
+          and env["probe"].get("kind") == "agent" else []),
         ("machine", f"{result.machine.get('cpu_model')}, {result.machine.get('cpu_count')} CPUs, "
                     f"kernel {result.machine.get('kernel')}"),
     ]
     return Table("Run facts", ("fact", "value"), tuple(rows), left_columns=2)
+
+
+def _probe_text(probe: dict[str, object]) -> str:
+    cost = probe.get("agent_cpu_ms_per_reading")
+    return f"iolab agent at {probe.get('url')}" + (f", {cost} ms of agent CPU per /proc reading" if cost else "")
 
 
 def _amount_text(load: dict[str, object]) -> str:
