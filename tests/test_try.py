@@ -21,6 +21,8 @@ import pytest
 
 from iolab.analysis import verdict
 from iolab.analysis.findings import findings, lines, with_findings
+from iolab.analysis.knowledge import ScenarioKnowledge
+from iolab.demo.scenarios import knowledge
 from iolab.errors import UsageError
 from iolab.measure.config import RunConfig, ScenarioSpec
 from iolab.measure.targets import AppTarget, RunningTarget
@@ -173,7 +175,7 @@ def test_findings_of_the_demo_split_the_seed_gap() -> None:
     rounds = {"sync": 12.0, "async": 9.0, "noop-sync": 11.9, "noop-async": 9.0}
     sc = [scenario(n, [round_record(i, p50=v + i / 20, cpu_ms=v / 20 + i / 1000) for i in range(3)])
           for n, v in rounds.items()]
-    found = findings(_result(*sc, kind="demo"))
+    found = findings(_result(*sc, kind="demo"), ScenarioKnowledge(**knowledge()))
     text = " ".join(lines(found))
     assert "/async instead of /sync cuts mean latency by 25 %" in text
     assert "/sync − /async in mean latency: +3.00 ms (CI" in text and "accounts for +2.90 ms (CI" in text

@@ -4,7 +4,7 @@ A pure function of the record: the same rounds always give the same findings, so
 ``iolab compare`` regenerate them from a saved file. Which pairs are judged:
 
 - a ``--try`` variant (its name is ``<base> [knob=value …]``) against its as-is scenario ``<base>``;
-- the built-in demo: the seed's question, /sync against /async, split into `def` vs `async def` and the
+- the built-in demo (the caller passes its ScenarioKnowledge): the seed's question, /sync against /async, split into `def` vs `async def` and the
   log calls (the controls /noop-sync and /noop-async);
 - otherwise the pairs the run compared (``--compare``, or every scenario against the first).
 
@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from iolab.analysis import verdict
+from iolab.analysis.knowledge import NONE, ScenarioKnowledge
 from iolab.analysis.stats import RATIO_UNBOUNDED, compare_samples, median, welch_contrast
 from iolab.results import Comparison, Finding, RunResult, ScenarioResult
 
@@ -163,44 +164,48 @@ def _ms_term(groups: Sequence[list[float]], weights: Sequence[float]) -> str:
     return f"{c.estimate:+.2f} ms (CI {c.low:+.2f} to {c.high:+.2f})".replace("-", "−")
 
 
-def _split(ok: Mapping[str, ScenarioResult], metric: str) -> Finding | None:
-    """/sync − /async = (`def` − `async def`, the controls) + (the log calls), each a Welch contrast of
-    round means with its interval (verdict.attribute's decomposition, as one finding)."""
-    ctrl_s, ctrl_a = verdict.CONTROL_SYNC, verdict.CONTROL_ASYNC
+def _split(ok: Mapping[str, ScenarioResult], metric: str, k: ScenarioKnowledge, x: str, y: str
+           ) -> Finding | None:
+    """x − y = (the controls' difference, e.g. `def` − `async def`) + (the log calls), each a Welch contrast
+    of round means with its interval (verdict.attribute's decomposition, as one finding)."""
+    cx, cy = k.controls[x], k.controls[y]
     m = verdict.get_metric(metric)
-    vals = {n: verdict._ok_values(ok[n], m) for n in ("sync", "async", ctrl_s, ctrl_a)}
+    vals = {n: verdict._ok_values(ok[n], m) for n in (x, y, cx, cy)}
     if not all(len(v) >= 2 for v in vals.values()):
         return None
-    total = welch_contrast([vals["sync"], vals["async"]], [1, -1])
+    total = welch_contrast([vals[x], vals[y]], [1, -1])
     significant = total.low > 0 or total.high < 0
     noun = _SHORT.get(metric, metric)
-    head = (f"{ok['sync'].path} − {ok['async'].path} in {noun}: {_ms_term([vals['sync'], vals['async']], [1, -1])}"
+    head = (f"{ok[x].path} − {ok[y].path} in {noun}: {_ms_term([vals[x], vals[y]], [1, -1])}"
             + ("" if significant else ", not significant"))
-    text = (f"{head}; of that, `def` vs `async def` ({ok[ctrl_s].path} vs {ok[ctrl_a].path}) accounts for "
-            f"{_ms_term([vals[ctrl_s], vals[ctrl_a]], [1, -1])} and the log calls "
-            f"({verdict.LOG_CODE.get('sync', 'sync')} vs {verdict.LOG_CODE.get('async', 'async')}) for "
-            f"{_ms_term([vals['sync'], vals[ctrl_s], vals['async'], vals[ctrl_a]], [1, -1, -1, 1])}")
-    base = sum(vals["sync"]) / len(vals["sync"])
-    return Finding(text=text, metric=metric, scenario_a="sync", scenario_b="async",
+    dx, dy = k.control_pair_differs_by
+    text = (f"{head}; of that, {dx} vs {dy} ({ok[cx].path} vs {ok[cy].path}) accounts for "
+            f"{_ms_term([vals[cx], vals[cy]], [1, -1])} and the log calls "
+            f"({k.log_code.get(x, x)} vs {k.log_code.get(y, y)}) for "
+            f"{_ms_term([vals[x], vals[cx], vals[y], vals[cy]], [1, -1, -1, 1])}")
+    base = sum(vals[x]) / len(vals[x])
+    return Finding(text=text, metric=metric, scenario_a=x, scenario_b=y,
                    change=-total.estimate / base if base else 0.0,
                    ci95=(-total.high / base, -total.low / base) if base else (0.0, 0.0), significant=significant)
 
 
-def _seed_answer(ok: Mapping[str, ScenarioResult]) -> list[Finding]:
-    """The seed's question, from the measured pairs: /sync vs /async = `def` vs `async def` + the log calls."""
-    ctrl_s, ctrl_a = verdict.CONTROL_SYNC, verdict.CONTROL_ASYNC
-    if not {"sync", "async"} <= set(ok):
-        return []
-    out = judge(f"{ok['async'].path} instead of {ok['sync'].path}", ok["sync"], ok["async"], DEMO_METRICS)
-    if {ctrl_s, ctrl_a} <= set(ok):
-        out += judge(f"`async def` instead of `def` ({ok[ctrl_a].path} vs {ok[ctrl_s].path})", ok[ctrl_s],
-                     ok[ctrl_a], DEMO_METRICS)
-        out += [f for name in ("cpu_ms_per_request", "mean_ms") if (f := _split(ok, name)) is not None]
-    for s in ("sync", "async"):
-        ctrl = verdict.CONTROLS.get(s)
-        if ctrl is not None and ctrl in ok:
-            out += judge(f"{verdict.LOG_CODE.get(s, s)} ({ok[s].path} vs {ok[ctrl].path})", ok[ctrl], ok[s],
-                         DEMO_METRICS)
+def _seed_answer(ok: Mapping[str, ScenarioResult], k: ScenarioKnowledge) -> list[Finding]:
+    """The seed's question, from the measured pairs: /sync vs /async = `def` vs `async def` + the log calls
+    (the first seed pair of ``k``, its scenarios' controls and what tells the controls apart)."""
+    out: list[Finding] = []
+    for x, y in k.seed_pairs[:1]:
+        if not {x, y} <= set(ok):
+            continue
+        out += judge(f"{ok[y].path} instead of {ok[x].path}", ok[x], ok[y], DEMO_METRICS)
+        cx, cy = k.controls.get(x), k.controls.get(y)
+        if cx is not None and cy is not None and {cx, cy} <= set(ok) and k.control_pair == (cx, cy):
+            dx, dy = k.control_pair_differs_by
+            out += judge(f"{dy} instead of {dx} ({ok[cy].path} vs {ok[cx].path})", ok[cx], ok[cy], DEMO_METRICS)
+            out += [f for name in ("cpu_ms_per_request", "mean_ms") if (f := _split(ok, name, k, x, y)) is not None]
+        for s_, ctrl in ((x, cx), (y, cy)):
+            if ctrl is not None and ctrl in ok:
+                out += judge(f"{k.log_code.get(s_, s_)} ({ok[s_].path} vs {ok[ctrl].path})", ok[ctrl], ok[s_],
+                             DEMO_METRICS)
     return out
 
 
@@ -210,16 +215,18 @@ def rank(found: Sequence[Finding]) -> list[Finding]:
     return claims + [f for f in found if not f.significant]
 
 
-def findings(result: RunResult) -> list[Finding]:
+def findings(result: RunResult, knowledge: ScenarioKnowledge = NONE) -> list[Finding]:
+    """The findings of a run; ``knowledge`` is what the caller knows of its scenarios (the demo's, else
+    none: iolab.analysis.knowledge)."""
     by_name = {s.name: s for s in result.scenarios}
     ok = {n: s for n, s in by_name.items() if any(r.status == "ok" for r in s.rounds)}
     found: list[Finding] = []
     variants = [(a, b, k) for a, b, k in _variant_pairs(by_name) if a in ok and b in ok]
     for a, b, knobs in variants:
         found += judge(knobs, ok[a], ok[b], METRICS, warmup=int(result.load.get("warmup_requests") or 0))
-    if not variants and result.target.get("kind") == "demo":
-        found += _seed_answer(ok)
-    elif not variants:
+    seed = _seed_answer(ok, knowledge) if not variants else []
+    found += seed
+    if not variants and not seed:
         pairs = list(dict.fromkeys((c.a, c.b) for c in result.comparisons))
         for a, b in pairs:
             if a in ok and b in ok:
@@ -227,9 +234,9 @@ def findings(result: RunResult) -> list[Finding]:
     return rank(found)
 
 
-def with_findings(result: RunResult) -> RunResult:
+def with_findings(result: RunResult, knowledge: ScenarioKnowledge = NONE) -> RunResult:
     """The record with its findings (re)computed from its rounds."""
-    return replace(result, findings=tuple(findings(result)))
+    return replace(result, findings=tuple(findings(result, knowledge)))
 
 
 def comparison_findings(comparisons: Sequence[Comparison], paths: Mapping[str, str],

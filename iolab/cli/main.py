@@ -20,7 +20,8 @@ import click
 
 from iolab import __version__
 from iolab.cli.stdout import fill_closed_std_fds, guarded_stdout
-from iolab.errors import EXIT_OK, Interrupted, IolabError
+from iolab.demo.scenarios import ScenarioChoiceError
+from iolab.errors import EXIT_OK, Interrupted, IolabError, UsageError
 
 # Every command: (name, "module:attribute"). A command's module is imported when the command is invoked
 # (or listed by --help, alphabetically): `iolab report` does not import the measuring machinery.
@@ -31,6 +32,7 @@ _COMMANDS = (
     ("scenarios", "iolab.cli.scenarios:scenarios_command"),
     ("micro", "iolab.cli.micro:micro_command"),
     ("sweep", "iolab.cli.sweep:sweep_command"),
+    ("agent", "iolab.cli.agent:agent_command"),
 )
 
 
@@ -103,6 +105,9 @@ def exit_code(args: Sequence[str] | None = None) -> int:
     except IolabError as exc:
         _say(f"error: {exc}")
         return exc.exit_code
+    except ScenarioChoiceError as exc:  # the demo's own (it imports nothing of the lab): bad input
+        _say(f"error: {exc}")
+        return UsageError.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
