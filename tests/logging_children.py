@@ -80,6 +80,14 @@ for t in threads:
     t.join()
 """
 
+# "rec i" for i < 3000, then "ready" on stderr and a long sleep, for SIGTERM to end (sigterm_when_ready).
+READY_AFTER_3000 = """
+for i in range(3000):
+    log.info("rec %d", i)
+sys.stderr.write("ready\\n"); sys.stderr.flush()
+time.sleep(60)
+"""
+
 
 def run_python(code: str, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.DEVNULL,

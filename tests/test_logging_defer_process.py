@@ -18,6 +18,7 @@ from tests.logging_children import (
     FORK_WHILE_THREADS_LOG,
     MANY_THREADS,
     MULTIPROCESSING_FORK,
+    READY_AFTER_3000,
     numbers,
     run_python,
     sigterm_when_ready,
@@ -68,12 +69,7 @@ def test_module_level_functions_report_the_callers_frame() -> None:
 
 
 def test_sigterm_flushes_then_dies_of_sigterm() -> None:
-    returncode, out = sigterm_when_ready(SETUP.format(fmt=FMT, kwargs="deadline=30.0") + textwrap.dedent("""
-        for i in range(3000):
-            log.info("rec %d", i)
-        sys.stderr.write("ready\\n"); sys.stderr.flush()
-        time.sleep(60)
-    """))
+    returncode, out = sigterm_when_ready(SETUP.format(fmt=FMT, kwargs="deadline=30.0") + READY_AFTER_3000)
     assert returncode == -signal.SIGTERM, "the default action still happens, after the flush"
     assert lines_of(out, "rec") == list(range(3000))
 

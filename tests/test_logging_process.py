@@ -22,6 +22,7 @@ from tests.logging_children import (
     FORK_WHILE_THREADS_LOG,
     MANY_THREADS,
     MULTIPROCESSING_FORK,
+    READY_AFTER_3000,
     child,
     run_python,
     sigterm_when_ready,
@@ -96,13 +97,8 @@ def test_multiprocessing_fork_child_is_flushed() -> None:
 
 
 def test_sigterm_flush_then_default_action() -> None:
-    returncode, out = sigterm_when_ready(SETUP.format(kwargs="deadline=30.0") + textwrap.dedent("""
-        iolab.logging.install_sigterm_flush()
-        for i in range(3000):
-            log.info("rec %d", i)
-        sys.stderr.write("ready\\n"); sys.stderr.flush()
-        time.sleep(60)
-    """))
+    code = SETUP.format(kwargs="deadline=30.0") + "iolab.logging.install_sigterm_flush()" + READY_AFTER_3000
+    returncode, out = sigterm_when_ready(code)
     assert returncode == -signal.SIGTERM, "the default action still happens, after the flush"
     assert lines_of(out, "rec") == list(range(3000))
 
