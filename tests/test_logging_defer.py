@@ -11,7 +11,6 @@ import io
 import logging
 import logging.config
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,14 @@ import pytest
 
 import iolab.logging
 from iolab.logging import BatchHandler, DeferredHandler
-from tests.test_logging_handler import Reader, dropped_counts, numbers, small_pipe, syscw
+from tests.test_logging_handler import (
+    Reader,
+    dropped_counts,
+    numbers,
+    small_pipe,
+    syscw,
+    threads_log_whole_lines_in_order,
+)
 
 RECORD = "record %06d: the quick brown fox jumps"
 
@@ -450,32 +456,8 @@ def test_many_threads_lose_nothing_and_never_split_a_line(pipe: tuple[int, int],
     reader = Reader(r)
     lg = fresh_logger("threads")
     h = deferred(made, lg, w, "%(threadName)s %(message)s", max_records=1 << 22)
-    n_threads, n = 8, 5000
-    barrier = threading.Barrier(n_threads)
-
-    def work(t: int) -> None:
-        barrier.wait()
-        for i in range(n):
-            lg.info("record %05d %s", i, "x" * (i % 50))
-
-    threads = [threading.Thread(target=work, args=(t,), name=f"w{t}") for t in range(n_threads)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert h.flush(10)
-    lines = reader.wait_lines(n_threads * n)
-    assert len(lines) == n_threads * n
-    pat = re.compile(rb"w(\d) record (\d{5}) (x*)")
-    seen: dict[int, list[int]] = {t: [] for t in range(n_threads)}
-    for line in lines:
-        m = pat.fullmatch(line)
-        assert m, f"line split or interleaved: {line!r}"
-        t, i = int(m.group(1)), int(m.group(2))
-        assert len(m.group(3)) == i % 50
-        seen[t].append(i)
-    assert all(seen[t] == list(range(n)) for t in range(n_threads)), "per-thread order kept"
-    assert h.stats()["deferred_records"] == n_threads * n
+    threads_log_whole_lines_in_order(lg, h, reader, rb"w(\d) thread \1 record (\d{5}) (x*)")  # threadName too
+    assert h.stats()["deferred_records"] == 8 * 5000
 
 
 @pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])

@@ -76,6 +76,36 @@ class Reader:
         return self.data.splitlines()
 
 
+def threads_log_whole_lines_in_order(lg: logging.Logger, h: BatchHandler, reader: Reader, line: bytes,
+                                     n_threads: int = 8, n: int = 5000) -> None:
+    """Threads w0, w1 … log ``thread <t> record <i> x…`` n times each, all at once. Every line must arrive
+    whole (match ``line``, whose groups are t, i and the x's) and each thread's lines in their order."""
+    barrier = threading.Barrier(n_threads)
+
+    def work(t: int) -> None:
+        barrier.wait()
+        for i in range(n):
+            lg.info("thread %d record %05d %s", t, i, "x" * (i % 50))
+
+    threads = [threading.Thread(target=work, args=(t,), name=f"w{t}") for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert h.flush(10)
+    lines = reader.wait_lines(n_threads * n)
+    assert len(lines) == n_threads * n
+    pat = re.compile(line)
+    seen: dict[int, list[int]] = {t: [] for t in range(n_threads)}
+    for got in lines:
+        m = pat.fullmatch(got)
+        assert m, f"line split or interleaved: {got!r}"
+        t, i = int(m.group(1)), int(m.group(2))
+        assert len(m.group(3)) == i % 50
+        seen[t].append(i)
+    assert all(seen[t] == list(range(n)) for t in range(n_threads)), "per-thread order kept"
+
+
 def make_logger(handler: logging.Handler, name: str) -> logging.Logger:
     lg = logging.getLogger(f"iolab-test.{name}")
     lg.propagate = False
@@ -255,31 +285,7 @@ def test_many_threads_lose_nothing_and_never_split_a_line(pipe: tuple[int, int],
     reader = Reader(r)
     h = new_handler(handlers, w, max_bytes=1 << 30)
     lg = make_logger(h, "threads")
-    n_threads, n = 8, 5000
-    barrier = threading.Barrier(n_threads)
-
-    def work(t: int) -> None:
-        barrier.wait()
-        for i in range(n):
-            lg.info("thread %d record %05d %s", t, i, "x" * (i % 50))
-
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert h.flush(10)
-    lines = reader.wait_lines(n_threads * n)
-    assert len(lines) == n_threads * n
-    pat = re.compile(rb"thread (\d) record (\d{5}) (x*)")
-    seen: dict[int, list[int]] = {t: [] for t in range(n_threads)}
-    for line in lines:
-        m = pat.fullmatch(line)
-        assert m, f"line split or interleaved: {line!r}"
-        t, i = int(m.group(1)), int(m.group(2))
-        assert len(m.group(3)) == i % 50
-        seen[t].append(i)
-    assert all(seen[t] == list(range(n)) for t in range(n_threads)), "per-thread order kept"
+    threads_log_whole_lines_in_order(lg, h, reader, rb"thread (\d) record (\d{5}) (x*)")
 
 
 def test_regular_file_and_filename(tmp_path: Path, handlers: list[BatchHandler]) -> None:
