@@ -42,6 +42,18 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240, env: dict
     )
 
 
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    """A pipe's (read end, write end), both closed after the test unless the test closed them."""
+    r, w = os.pipe()
+    yield r, w
+    for fd in (r, w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def iolab_cgroups() -> list[str]:
     # v1 memory cgroups are created under our own (nested) memory cgroup: find_cgroups walks them all.
     from iolab.measure.limits import find_cgroups

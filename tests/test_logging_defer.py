@@ -11,7 +11,6 @@ import io
 import logging
 import logging.config
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,25 +21,15 @@ import iolab.logging
 from iolab.logging import BatchHandler, DeferredHandler
 from tests.test_logging_handler import (
     Reader,
-    dropped_counts,
+    delivered_or_counted,
     numbers,
+    read_slowly,
     small_pipe,
     syscw,
     threads_log_whole_lines_in_order,
 )
 
 RECORD = "record %06d: the quick brown fox jumps"
-
-
-@pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    r, w = os.pipe()
-    yield r, w
-    for fd in (r, w):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 @pytest.fixture
@@ -478,11 +467,7 @@ def test_drop_policies_count_and_report(policy: str, pipe: tuple[int, int], made
     lg.info(RECORD, 5000)
     assert h.flush(10)
     lines = reader.wait_for(b"record 005000")
-    got = numbers(lines)
-    assert got[-1] == 5000
-    assert sum(dropped_counts(lines)) == h.dropped, "every drop is reported, once"
-    assert len(got) + h.dropped == 5001, "a record is either delivered or counted as dropped"
-    assert got == sorted(got)
+    got = delivered_or_counted(lines, h, last=5000)
     assert b"400-record buffer full" in reader.data
     if policy == "drop_newest":
         assert got[:100] == list(range(100))
@@ -496,18 +481,7 @@ def test_block_policy_waits_for_a_slow_reader_and_loses_nothing(pipe: tuple[int,
     small_pipe(w)
     lg = fresh_logger("block")
     h = deferred(made, lg, w, max_records=200, batch_records=50, policy="block", block_timeout=30, deadline=0.01)
-    got: list[bytes] = []
-
-    def slow_reader() -> None:
-        while True:
-            b = os.read(r, 4096)
-            if not b:
-                return
-            got.append(b)
-            time.sleep(0.002)
-
-    t = threading.Thread(target=slow_reader, daemon=True)
-    t.start()
+    t, got = read_slowly(r)
     for i in range(3000):
         lg.info(RECORD, i)  # 3000 records through a 200-record budget: the caller has to wait
     assert h.flush(10)

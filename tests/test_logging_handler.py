@@ -115,17 +115,6 @@ def make_logger(handler: logging.Handler, name: str) -> logging.Logger:
 
 
 @pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    r, w = os.pipe()
-    yield r, w
-    for fd in (r, w):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-@pytest.fixture
 def handlers() -> Iterator[list[BatchHandler]]:
     made: list[BatchHandler] = []
     yield made
@@ -200,6 +189,34 @@ def dropped_counts(lines: list[bytes]) -> list[int]:
     return [int(m.group(1)) for line in lines if (m := re.match(rb"\xe2\x80\xa6 (\d+) records dropped", line))]
 
 
+def delivered_or_counted(lines: list[bytes], h: BatchHandler, last: int) -> list[int]:
+    """The record numbers delivered, once each checked that a record up to ``last`` was either delivered,
+    in order, or counted as dropped, and that every drop was reported, once."""
+    got = numbers(lines)
+    assert got[-1] == last
+    assert sum(dropped_counts(lines)) == h.dropped, "every drop is reported, once"
+    assert len(got) + h.dropped == last + 1, "a record is either delivered or counted as dropped"
+    assert got == sorted(got)
+    return got
+
+
+def read_slowly(fd: int) -> tuple[threading.Thread, list[bytes]]:
+    """A slow consumer: a thread reading ``fd`` 4 KiB at a time, 2 ms apart, until EOF; what it read."""
+    got: list[bytes] = []
+
+    def slow_reader() -> None:
+        while True:
+            b = os.read(fd, 4096)
+            if not b:
+                return
+            got.append(b)
+            time.sleep(0.002)
+
+    t = threading.Thread(target=slow_reader, daemon=True)
+    t.start()
+    return t, got
+
+
 @pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
 def test_drop_policies_count_and_report(policy: str, pipe: tuple[int, int],
                                         handlers: list[BatchHandler]) -> None:
@@ -216,11 +233,7 @@ def test_drop_policies_count_and_report(policy: str, pipe: tuple[int, int],
     log_range(lg, 5000, 5001)
     assert h.flush(10)
     lines = reader.wait_for(b"record 005000")
-    got = numbers(lines)
-    assert got[-1] == 5000
-    assert sum(dropped_counts(lines)) == h.dropped, "every drop is reported, once"
-    assert len(got) + h.dropped == 5001, "a record is either delivered or counted as dropped"
-    assert got == sorted(got)
+    got = delivered_or_counted(lines, h, last=5000)
     if policy == "drop_newest":
         # The oldest records survive. (A record the writer picked up before the caller could drop it
         # is delivered, so a later one may appear after a gap: the notice marks the gap.)
@@ -235,18 +248,7 @@ def test_block_policy_waits_for_a_slow_reader_and_loses_nothing(pipe: tuple[int,
     small_pipe(w)
     h = new_handler(handlers, w, max_bytes=8 * 1024, policy="block", block_timeout=30, deadline=0.01)
     lg = make_logger(h, "block")
-    got: list[bytes] = []
-
-    def slow_reader() -> None:
-        while True:
-            b = os.read(r, 4096)
-            if not b:
-                return
-            got.append(b)
-            time.sleep(0.002)
-
-    t = threading.Thread(target=slow_reader, daemon=True)
-    t.start()
+    t, got = read_slowly(r)
     log_range(lg, 0, 3000)  # 120 KB through an 8 KiB budget: the caller has to wait
     assert h.flush(10)
     assert h.dropped == 0
