@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -87,6 +88,13 @@ for i in range(3000):
 sys.stderr.write("ready\\n"); sys.stderr.flush()
 time.sleep(60)
 """
+
+
+def assert_many_threads_once_each(out: bytes, line: bytes) -> None:
+    """MANY_THREADS' output: every record exactly once (``line``'s groups: thread, number), no line split."""
+    counts = Counter(re.findall(line, out, re.M))
+    assert len(counts) == 8 * 2500 and set(counts.values()) == {1}
+    assert out.count(b"\n") == 8 * 2500, "no line split or merged"
 
 
 def run_python(code: str, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
