@@ -24,6 +24,7 @@ import pytest
 from iolab.errors import DriverError, UsageError
 from iolab.measure.drivers.base import LoadResult, LoadSpec
 from iolab.measure.drivers.builtin import BuiltinDriver, run_load, spec_from_json, spec_to_json
+from tests.conftest import free_port
 
 # Written to a temporary directory and served by uvicorn in its own process.
 APP = """
@@ -136,12 +137,6 @@ def _connections(server: str) -> dict[str, int]:
     return counts
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _assert_consistent(r: LoadResult) -> None:
     assert r.driver == "builtin"
     assert r.completed == r.ok_2xx + r.non_2xx == sum(r.status_counts.values())
@@ -212,7 +207,7 @@ def test_connection_closed_mid_response(server: str) -> None:
 
 
 def test_refused_connections_are_counted_not_raised() -> None:
-    r = run_load(LoadSpec(url=f"http://127.0.0.1:{_free_port()}/", requests=20, concurrency=5))
+    r = run_load(LoadSpec(url=f"http://127.0.0.1:{free_port()}/", requests=20, concurrency=5))
     assert (r.requests, r.connect_errors, r.completed) == (20, 20, 0)
     assert len(r.errors_sample) == 1 and "refused" in r.errors_sample[0].lower()
 

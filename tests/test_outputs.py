@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import pytest
 from iolab import outputs, results
 from iolab.errors import EXIT_OUTPUT, OutputWriteError, UsageError
 from iolab.outputs import OutputKeeper, UnsafeOutputError, check_outputs, write_text_atomic
-from tests.conftest import REPO, iolab_env, run_cli
+from tests.conftest import REPO, free_port, iolab_env, run_cli
 
 TINY = ("--scenario", "noop-async", "-n", "200", "-c", "10", "--rounds", "1", "--warmup", "0",
         "--cpus", "0", "--memory", "0", "-q")
@@ -51,18 +50,12 @@ def _char_device(path: Path) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _run_refused(tmp_path: Path, *args: str) -> str:
     """``iolab run`` of a server command that would leave a marker file if it ever started: it must end
     with exit 2 and one error line, and the marker must not exist (nothing was started or measured)."""
     marker = tmp_path / "server-started"
     cmd = f"{sys.executable} -c \"open({str(marker)!r}, 'w').close()\""
-    proc = run_cli("run", "--cmd", cmd, "--url", f"http://127.0.0.1:{_free_port()}/", "--ready-timeout", "2",
+    proc = run_cli("run", "--cmd", cmd, "--url", f"http://127.0.0.1:{free_port()}/", "--ready-timeout", "2",
                    "-n", "50", "-c", "2", "--rounds", "1", "--warmup", "0", "--cpus", "0", "--memory", "0", "-q",
                    *args, cwd=tmp_path, timeout=60)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
