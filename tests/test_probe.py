@@ -168,6 +168,12 @@ def send(p: subprocess.Popen[bytes], line: str) -> None:
     p.stdin.write(line.encode() + b"\n")
 
 
+def ask(p: subprocess.Popen[bytes], line: str, word: str) -> str:
+    """Send the child ``line`` and wait for its answer, the next line starting with ``word``."""
+    send(p, line)
+    return expect(p, word)
+
+
 def expect(p: subprocess.Popen[bytes], word: str) -> str:
     """The child's next line starting with ``word`` (fails instead of hanging)."""
     assert p.stdout is not None
@@ -234,16 +240,14 @@ def test_exited_threads_keep_their_counts_and_totals_never_decrease(
     p = threads_child(spawn)
     probe = Probe(p.pid)
     c0 = probe.read()
-    send(p, "start")
-    expect(p, "started")
+    ask(p, "start", "started")
     c1 = probe.read()
     shorties1 = by_name(c1, "shorty")
     assert len(shorties1) == 3 and all(t.alive and t.voluntary >= 20 for t in shorties1.values())
     assert len(by_name(c1, "keeper")) == 2
     assert c1.threads == c0.threads + 5
 
-    send(p, "stop-short")
-    expect(p, "joined")
+    ask(p, "stop-short", "joined")
     # A joined Python thread can still be in /proc for a moment (it finishes exiting after join returns).
     wait_until(lambda: len(os.listdir(f"/proc/{p.pid}/task")) == c1.threads - 3, "the shorties to exit")
     c2 = probe.read()
@@ -288,8 +292,7 @@ def test_main_thread_matches_proc_status_and_whole_process_is_larger(
     spawn: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
     p = threads_child(spawn)
-    send(p, "start")
-    expect(p, "started")
+    ask(p, "start", "started")
     ps = psutil.Process(p.pid)  # num_ctx_switches() reads /proc/PID/status, as pidstat -w does
     before = ps.num_ctx_switches()
     c = Probe(p.pid).read()
@@ -312,13 +315,11 @@ def test_write_syscalls_and_bytes_include_threads_the_probe_never_saw(
     p = threads_child(spawn)
     probe = Probe(p.pid)
     a = probe.read()
-    send(p, "write 300")
-    expect(p, "wrote")
+    ask(p, "write 300", "wrote")
     b = probe.read()
     assert b.write_syscalls - a.write_syscalls >= 300
     assert b.write_bytes - a.write_bytes >= 300
-    send(p, "thread-write 200")  # a thread that is born, writes and exits between two readings
-    expect(p, "wrote")
+    ask(p, "thread-write 200", "wrote")  # a thread that is born, writes and exits between two readings
     c = probe.read()
     assert c.write_syscalls - b.write_syscalls >= 200
     w = delta(a, c)
@@ -327,8 +328,7 @@ def test_write_syscalls_and_bytes_include_threads_the_probe_never_saw(
 
 def test_sampling_thread_produces_samples_and_stops(spawn: Callable[..., subprocess.Popen[bytes]]) -> None:
     p = threads_child(spawn)
-    send(p, "start")
-    expect(p, "started")
+    ask(p, "start", "started")
     probe = Probe(p.pid, interval_s=0.05)
     t0 = time.monotonic()
     probe.start()
@@ -400,8 +400,7 @@ def test_process_tree_is_summed_and_exited_children_keep_counts(
     totals = {t.name: t for t in thread_totals(alone, full)}
     assert totals["main"].threads == 2 and totals["gc-sleeper"].threads == 1
 
-    send(p, "reap")
-    expect(p, "reaped")
+    ask(p, "reap", "reaped")
     after = probe.read()
     assert_not_backwards([full, after])
     assert psutil.Process(p.pid).children() == []
