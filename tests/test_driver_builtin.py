@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -72,43 +73,32 @@ async def _reply(send, status, body, headers=()):
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a uvicorn server serving APP on an ephemeral port."""
-    tmp = tmp_path_factory.mktemp("driver_app")
-    (tmp / "driver_app.py").write_text(APP)
+@contextmanager
+def uvicorn_serving(tmp: Path, module: str, app: str) -> Iterator[int]:
+    """uvicorn serving ``app`` (a module's text, written to tmp/<module>.py) on 127.0.0.1: its port."""
+    (tmp / f"{module}.py").write_text(app)
     log_path = tmp / "server.log"
     # Port 0 and the port read back from uvicorn's log, not --fd: uvicorn wraps an inherited socket as
     # AF_UNIX, so uvloop leaves Nagle on and keep-alive responses stall 40 ms on delayed ACKs.
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "driver_app:app",
-                "--app-dir",
-                str(tmp),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--log-level",
-                "info",
-                "--no-access-log",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+            [sys.executable, "-m", "uvicorn", f"{module}:app", "--app-dir", str(tmp), "--host", "127.0.0.1",
+             "--port", "0", "--log-level", "info", "--no-access-log"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        port = _wait_for_port(log_path, proc)
-        assert _get(port, "/ok") == "ok"
-        yield f"http://127.0.0.1:{port}"
+        yield _wait_for_port(log_path, proc)
     finally:
-        # SIGKILL, not SIGTERM: uvicorn would wait for the /slow handlers still sleeping.
+        # SIGKILL, not SIGTERM: uvicorn would wait for the handlers still sleeping (/slow, /stall).
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a uvicorn server serving APP on an ephemeral port."""
+    with uvicorn_serving(tmp_path_factory.mktemp("driver_app"), "driver_app", APP) as port:
+        assert _get(port, "/ok") == "ok"
+        yield f"http://127.0.0.1:{port}"
 
 
 def _wait_for_port(log_path: Path, proc: subprocess.Popen[bytes]) -> int:
