@@ -214,6 +214,8 @@ def test_open_loop_keeps_both_latencies(server: str) -> None:
 class _RawServer:
     """Answers every connection with fixed bytes, then closes: responses uvicorn would never send."""
 
+    concurrent = False  # one connection at a time, in the order they come
+
     def __init__(self, reply: bytes | tuple[bytes, ...]) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         # A tuple is sent a part at a time, 20 ms apart, so the driver reads it in as many chunks.
@@ -228,17 +230,23 @@ class _RawServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                for i, part in enumerate(self.parts):
-                    if i:
-                        time.sleep(0.02)
-                    conn.sendall(part)
+            if self.concurrent:
+                threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+            else:
+                self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            for i, part in enumerate(self.parts):
+                if i:
+                    time.sleep(0.02)
+                conn.sendall(part)
 
     def close(self) -> None:
         self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone would not
@@ -280,13 +288,7 @@ def test_raw_responses(reply: bytes | tuple[bytes, ...], outcome: str, keepalive
 class _CyclingServer(_RawServer):
     """Keeps each connection open and answers its requests with the replies in turn, over and over."""
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+    concurrent = True  # each connection stays open: answered on a thread of its own
 
     def _answer(self, conn: socket.socket) -> None:
         with conn:
