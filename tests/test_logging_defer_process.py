@@ -11,18 +11,8 @@ import subprocess
 import sys
 import textwrap
 
+from tests import logging_children as children
 from tests.conftest import REPO
-from tests.logging_children import (
-    FORK_CHILD_AND_PARENT,
-    FORK_WHILE_THREADS_LOG,
-    MANY_THREADS,
-    MULTIPROCESSING_FORK,
-    READY_AFTER_3000,
-    assert_many_threads_once_each,
-    numbers,
-    run_python,
-    sigterm_when_ready,
-)
 
 # A format that needs the clock, the thread and the caller's frame, so every capture path is exercised.
 FMT = "%(asctime)s %(threadName)s %(funcName)s %(message)s"
@@ -36,11 +26,11 @@ log = logging.getLogger("child")
 
 
 def run_child(body: str, kwargs: str = "", timeout: float = 60, fmt: str = FMT) -> subprocess.CompletedProcess[bytes]:
-    return run_python(SETUP.format(fmt=fmt, kwargs=kwargs) + textwrap.dedent(body), timeout)
+    return children.run_python(SETUP.format(fmt=fmt, kwargs=kwargs) + textwrap.dedent(body), timeout)
 
 
 def lines_of(out: bytes, prefix: str) -> list[int]:
-    return numbers(out, prefix, line_start=False)  # FMT puts the time, thread and function first
+    return children.numbers(out, prefix, line_start=False)  # FMT puts the time, thread and function first
 
 
 def test_normal_exit_delivers_every_record_captured_on_the_fast_path() -> None:
@@ -69,13 +59,14 @@ def test_module_level_functions_report_the_callers_frame() -> None:
 
 
 def test_sigterm_flushes_then_dies_of_sigterm() -> None:
-    returncode, out = sigterm_when_ready(SETUP.format(fmt=FMT, kwargs="deadline=30.0") + READY_AFTER_3000)
+    setup = SETUP.format(fmt=FMT, kwargs="deadline=30.0")
+    returncode, out = children.sigterm_when_ready(setup + children.READY_AFTER_3000)
     assert returncode == -signal.SIGTERM, "the default action still happens, after the flush"
     assert lines_of(out, "rec") == list(range(3000))
 
 
 def test_fork_child_and_parent_both_deliver_without_duplicates() -> None:
-    proc = run_child(FORK_CHILD_AND_PARENT, "deadline=1.0", fmt="%(process)d %(message)s")
+    proc = run_child(children.FORK_CHILD_AND_PARENT, "deadline=1.0", fmt="%(process)d %(message)s")
     assert proc.returncode == 0, proc.stderr
     for prefix in ("pre", "child", "parent"):
         assert sorted(lines_of(proc.stdout, prefix)) == list(range(100)), prefix
@@ -86,13 +77,13 @@ def test_fork_child_and_parent_both_deliver_without_duplicates() -> None:
 
 
 def test_fork_while_other_threads_log_does_not_deadlock() -> None:
-    proc = run_child(FORK_WHILE_THREADS_LOG, "max_records=2000, policy='drop_oldest'", timeout=60)
+    proc = run_child(children.FORK_WHILE_THREADS_LOG, "max_records=2000, policy='drop_oldest'", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert sorted(lines_of(proc.stdout, "forked")) == list(range(20))
 
 
 def test_multiprocessing_fork_child_is_flushed() -> None:
-    proc = run_child(MULTIPROCESSING_FORK, "deadline=5.0", fmt="%(processName)s %(message)s")
+    proc = run_child(children.MULTIPROCESSING_FORK, "deadline=5.0", fmt="%(processName)s %(message)s")
     assert proc.returncode == 0, proc.stderr
     assert lines_of(proc.stdout, "mp") == list(range(1000))
     assert proc.stdout.startswith(b"ForkProcess-1 mp 0\n"), "processName captured in the child, at the call"
@@ -111,9 +102,9 @@ def test_os_exit_loses_at_most_the_buffer() -> None:
 
 
 def test_many_threads_at_exit_neither_lost_nor_duplicated() -> None:
-    proc = run_child(MANY_THREADS)
+    proc = run_child(children.MANY_THREADS)
     assert proc.returncode == 0, proc.stderr
-    assert_many_threads_once_each(proc.stdout, rb" w(\d) work t\1 (\d+)$")
+    children.assert_many_threads_once_each(proc.stdout, rb" w(\d) work t\1 (\d+)$")
 
 
 def test_write_syscalls_per_record_stay_below_one_in_a_hundred() -> None:

@@ -15,19 +15,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from tests import logging_children as children
 from tests.conftest import REPO
-from tests.logging_children import (
-    FORK_CHILD_AND_PARENT,
-    FORK_WHILE_THREADS_LOG,
-    MANY_THREADS,
-    MULTIPROCESSING_FORK,
-    READY_AFTER_3000,
-    assert_many_threads_once_each,
-    child,
-    run_python,
-    sigterm_when_ready,
-)
-from tests.logging_children import numbers as lines_of
 
 SETUP = """
 import logging, os, sys, time
@@ -38,7 +27,7 @@ log = logging.getLogger("child")
 
 
 def run_child(body: str, kwargs: str = "", timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-    return run_python(SETUP.format(kwargs=kwargs) + textwrap.dedent(body), timeout)
+    return children.run_python(SETUP.format(kwargs=kwargs) + textwrap.dedent(body), timeout)
 
 
 def test_normal_exit_delivers_every_record() -> None:
@@ -47,7 +36,7 @@ def test_normal_exit_delivers_every_record() -> None:
             log.info("rec %d", i)
     """, "deadline=5.0")  # a long deadline: only the exit flush can deliver them
     assert proc.returncode == 0, proc.stderr
-    assert lines_of(proc.stdout, "rec") == list(range(20000))
+    assert children.numbers(proc.stdout, "rec") == list(range(20000))
 
 
 def test_logging_shutdown_flushes() -> None:
@@ -58,7 +47,7 @@ def test_logging_shutdown_flushes() -> None:
         os._exit(0)
     """, "deadline=5.0")
     assert proc.returncode == 0, proc.stderr
-    assert lines_of(proc.stdout, "rec") == list(range(5000))
+    assert children.numbers(proc.stdout, "rec") == list(range(5000))
 
 
 def test_os_exit_loses_at_most_the_buffer() -> None:
@@ -77,30 +66,30 @@ def test_os_exit_loses_at_most_the_buffer() -> None:
 
 
 def test_fork_child_and_parent_both_deliver_without_duplicates() -> None:
-    proc = run_child(FORK_CHILD_AND_PARENT, "deadline=1.0")
+    proc = run_child(children.FORK_CHILD_AND_PARENT, "deadline=1.0")
     assert proc.returncode == 0, proc.stderr
     for prefix in ("pre", "child", "parent"):
-        assert sorted(lines_of(proc.stdout, prefix)) == list(range(100)), prefix
+        assert sorted(children.numbers(proc.stdout, prefix)) == list(range(100)), prefix
 
 
 def test_fork_while_other_threads_log_does_not_deadlock() -> None:
-    proc = run_child(FORK_WHILE_THREADS_LOG, "max_bytes=1 << 16, policy='drop_oldest'", timeout=60)
+    proc = run_child(children.FORK_WHILE_THREADS_LOG, "max_bytes=1 << 16, policy='drop_oldest'", timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(lines_of(proc.stdout, "forked")) == list(range(20))
+    assert sorted(children.numbers(proc.stdout, "forked")) == list(range(20))
 
 
 def test_multiprocessing_fork_child_is_flushed() -> None:
-    proc = run_child(MULTIPROCESSING_FORK, "deadline=5.0")
+    proc = run_child(children.MULTIPROCESSING_FORK, "deadline=5.0")
     assert proc.returncode == 0, proc.stderr
     # multiprocessing ends its children with os._exit; threading's exit hook flushes them first.
-    assert lines_of(proc.stdout, "mp") == list(range(1000))
+    assert children.numbers(proc.stdout, "mp") == list(range(1000))
 
 
 def test_sigterm_flush_then_default_action() -> None:
-    code = SETUP.format(kwargs="deadline=30.0") + "iolab.logging.install_sigterm_flush()" + READY_AFTER_3000
-    returncode, out = sigterm_when_ready(code)
+    setup = SETUP.format(kwargs="deadline=30.0") + "iolab.logging.install_sigterm_flush()"
+    returncode, out = children.sigterm_when_ready(setup + children.READY_AFTER_3000)
     assert returncode == -signal.SIGTERM, "the default action still happens, after the flush"
-    assert lines_of(out, "rec") == list(range(3000))
+    assert children.numbers(out, "rec") == list(range(3000))
 
 
 def test_exit_with_a_dead_sink_gives_up_instead_of_hanging() -> None:
@@ -125,9 +114,9 @@ def test_exit_with_a_dead_sink_gives_up_instead_of_hanging() -> None:
 
 
 def test_records_neither_lost_nor_duplicated_across_many_threads_at_exit() -> None:
-    proc = run_child(MANY_THREADS)
+    proc = run_child(children.MANY_THREADS)
     assert proc.returncode == 0, proc.stderr
-    assert_many_threads_once_each(proc.stdout, rb"^t(\d) (\d+)$")
+    children.assert_many_threads_once_each(proc.stdout, rb"^t(\d) (\d+)$")
 
 
 def test_uvicorn_app_two_lines_and_sigterm(tmp_path: Path) -> None:
@@ -151,7 +140,7 @@ def test_uvicorn_app_two_lines_and_sigterm(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with child([sys.executable, "-m", "uvicorn", "app:app", "--port", str(port)], cwd=tmp_path,
+    with children.child([sys.executable, "-m", "uvicorn", "app:app", "--port", str(port)], cwd=tmp_path,
                env={**os.environ, "PYTHONPATH": str(REPO)}) as p:
         import urllib.request
 
