@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,13 @@ async def die():
 '''
 
 _LATENCY_KEYS = {"p50", "p66", "p75", "p80", "p90", "p95", "p98", "p99", "p99_9", "p100", "mean"}
+
+
+def _run_statuses(app_dir: Path, out: Path, paths: tuple[str, ...], *options: str
+                  ) -> subprocess.CompletedProcess[str]:
+    """``iolab run`` on the statuses app, a SMALL load on each of ``paths``, quiet, saved to ``out``."""
+    return run_cli("run", "--app", "statuses:app", "--app-dir", str(app_dir),
+                   *(arg for path in paths for arg in ("--path", path)), *SMALL, "-q", *options, "-o", str(out))
 
 
 def _error_line(stderr: str) -> str:
@@ -168,8 +176,7 @@ def test_server_that_never_answers_times_out_exit_7(silent_server: int, tmp_path
 @pytest.mark.usefixtures("nothing_left_behind")
 def test_every_response_500_is_nothing_measured(app_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "b.json"
-    proc = run_cli("run", "--app", "statuses:app", "--app-dir", str(app_dir), "--path", "/ok", "--path",
-                   "/broken", *SMALL, "-q", "-o", str(out))
+    proc = _run_statuses(app_dir, out, ("/ok", "/broken"))
     assert proc.returncode == 7, proc.stderr
     line = _error_line(proc.stderr)
     assert line.startswith("error: nothing was measured for /broken (round 1): no request succeeded: every "
@@ -183,8 +190,7 @@ def test_every_response_500_is_nothing_measured(app_dir: Path, tmp_path: Path) -
 @pytest.mark.usefixtures("nothing_left_behind")
 def test_one_response_in_ten_500_is_degraded_exit_8(app_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "f.json"
-    proc = run_cli("run", "--app", "statuses:app", "--app-dir", str(app_dir), "--path", "/flaky", *SMALL,
-                   "-q", "-o", str(out))
+    proc = _run_statuses(app_dir, out, ("/flaky",))
     assert proc.returncode == 8, proc.stderr
     line = _error_line(proc.stderr)
     assert line.startswith("error: too many requests failed for /flaky (round 1): 10.0 % of 200 requests did "
@@ -199,8 +205,7 @@ def test_one_response_in_ten_500_is_degraded_exit_8(app_dir: Path, tmp_path: Pat
     warning = next(w for w in doc["warnings"] if w["kind"] == "too-many-errors")
     assert "/flaky" in warning["message"] and "--max-error-pct" in warning["message"]
     # The share is an option: 10 % failed is within a 20 % limit.
-    again = run_cli("run", "--app", "statuses:app", "--app-dir", str(app_dir), "--path", "/flaky", *SMALL,
-                    "-q", "--max-error-pct", "20", "-o", str(tmp_path / "g.json"))
+    again = _run_statuses(app_dir, tmp_path / "g.json", ("/flaky",), "--max-error-pct", "20")
     assert again.returncode == 0, again.stderr
     assert _doc(tmp_path / "g.json")["scenarios"][0]["status"] == "ok"
 
@@ -208,8 +213,7 @@ def test_one_response_in_ten_500_is_degraded_exit_8(app_dir: Path, tmp_path: Pat
 @pytest.mark.usefixtures("nothing_left_behind")
 def test_server_died_takes_precedence_over_nothing_measured(app_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "d.json"
-    proc = run_cli("run", "--app", "statuses:app", "--app-dir", str(app_dir), "--path", "/broken", "--path",
-                   "/die", *SMALL, "-q", "-o", str(out))
+    proc = _run_statuses(app_dir, out, ("/broken", "/die"))
     assert proc.returncode == 4, proc.stderr
     line = _error_line(proc.stderr)
     assert line.startswith("error: the server died mid-run (exit code 7) during /die"), line
