@@ -325,20 +325,26 @@ def test_run_whose_output_directory_goes_away_keeps_results_in_a_fallback(tmp_pa
 
 # ------------------------------------------------------------------------------------------ units
 
+def _write_racing(monkeypatch: pytest.MonkeyPatch, target: Path, race: Callable[[], None], match: str) -> None:
+    """write_text_atomic(target) with ``race`` run after the temporary file is written, before the rename:
+    it must refuse with ``match``."""
+    real_write = outputs._write_temp
+
+    def write_then_race(fd: int, text: str) -> None:
+        real_write(fd, text)
+        race()
+
+    monkeypatch.setattr(outputs, "_write_temp", write_then_race)
+    with pytest.raises(UnsafeOutputError, match=match):
+        write_text_atomic(target, "{}\n")
+
+
 def test_write_text_atomic_never_renames_over_a_fifo_that_appears_meanwhile(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A FIFO made at the target between the check and the rename (after the temporary file is written)
     is left alone, and the temporary file is removed."""
     target = tmp_path / "r.json"
-    real_write = outputs._write_temp
-
-    def write_then_race(fd: int, text: str) -> None:
-        real_write(fd, text)
-        os.mkfifo(target)
-
-    monkeypatch.setattr(outputs, "_write_temp", write_then_race)
-    with pytest.raises(UnsafeOutputError, match="became a FIFO while being written"):
-        write_text_atomic(target, "{}\n")
+    _write_racing(monkeypatch, target, lambda: os.mkfifo(target), "became a FIFO while being written")
     assert stat.S_ISFIFO(os.lstat(target).st_mode)
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
@@ -348,15 +354,7 @@ def test_write_text_atomic_never_renames_over_a_symlink_that_appears_meanwhile(
     target = tmp_path / "r.json"
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
-    real_write = outputs._write_temp
-
-    def write_then_race(fd: int, text: str) -> None:
-        real_write(fd, text)
-        target.symlink_to(victim)
-
-    monkeypatch.setattr(outputs, "_write_temp", write_then_race)
-    with pytest.raises(UnsafeOutputError, match="became a symbolic link"):
-        write_text_atomic(target, "{}\n")
+    _write_racing(monkeypatch, target, lambda: target.symlink_to(victim), "became a symbolic link")
     assert target.is_symlink() and victim.read_text() == "precious\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "victim"]
 
