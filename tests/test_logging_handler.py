@@ -341,6 +341,17 @@ def test_a_descriptor_made_non_blocking_by_someone_else_still_gets_everything(
     assert not os.get_blocking(w)
 
 
+def log_each_kind(lg: logging.Logger) -> None:
+    """A plain record, one with arguments, one with an exception, one with a stack."""
+    lg.info("plain")
+    lg.warning("args %s %d", [1, 2], 3)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        lg.exception("failed %s", "here")
+    lg.info("with stack", stack_info=True)
+
+
 def test_formatting_matches_the_stdlib(handlers: list[BatchHandler]) -> None:
     out = io.StringIO()  # no file descriptor: the stream fallback
     formats = [
@@ -355,13 +366,7 @@ def test_formatting_matches_the_stdlib(handlers: list[BatchHandler]) -> None:
     expected = []
     for fmt in formats:
         h.setFormatter(fmt)
-        lg.info("plain")
-        lg.warning("args %s %d", [1, 2], 3)
-        try:
-            raise ValueError("boom")
-        except ValueError:
-            lg.exception("failed %s", "here")
-        lg.info("with stack", stack_info=True)
+        log_each_kind(lg)
     assert h.flush(10)
     cap = logging.getLogger("iolab-test.format-capture")
     cap.propagate = False
@@ -375,19 +380,13 @@ def test_formatting_matches_the_stdlib(handlers: list[BatchHandler]) -> None:
     cap.handlers[:] = [Keep()]
     for fmt in formats:
         start = len(records)
-        cap.info("plain")
-        cap.warning("args %s %d", [1, 2], 3)
-        try:
-            raise ValueError("boom")
-        except ValueError:
-            cap.exception("failed %s", "here")
-        cap.info("with stack", stack_info=True)
+        log_each_kind(cap)
         expected += [fmt.format(r) for r in records[start:]]
     got = out.getvalue()
 
     def normalise(s: str) -> str:  # line numbers and logger names differ between the two loggers
         s = re.sub(r"line \d+", "line N", s)
-        return s.replace("iolab-test.format-capture", "iolab-test.format").replace("cap.", "lg.")
+        return s.replace("iolab-test.format-capture", "iolab-test.format").replace("(cap)", "(lg)")
 
     assert normalise(got) == normalise("".join(e + "\n" for e in expected))
 
