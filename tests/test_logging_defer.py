@@ -24,6 +24,7 @@ from tests.test_logging_handler import (
     delivered_or_counted,
     numbers,
     read_slowly,
+    reading,
     small_pipe,
     syscw,
     threads_log_whole_lines_in_order,
@@ -72,8 +73,7 @@ class Keep(logging.Handler):
 
 def test_the_caller_only_captures_tuples_and_makes_no_syscall(pipe: tuple[int, int],
                                                               made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("capture")
     h = deferred(made, lg, w, "%(levelname)s %(name)s: %(message)s", deadline=30.0)
     lg.info("warm-up")  # starts the writer thread
@@ -95,8 +95,7 @@ def test_the_caller_only_captures_tuples_and_makes_no_syscall(pipe: tuple[int, i
 
 def test_mutable_arguments_are_rendered_at_the_call_immutable_ones_kept(pipe: tuple[int, int],
                                                                        made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("mutable")
     h = deferred(made, lg, w, deadline=30.0)
 
@@ -128,8 +127,7 @@ def test_mutable_arguments_are_rendered_at_the_call_immutable_ones_kept(pipe: tu
 
 def test_levels_setlevel_disable_and_disabled_take_effect_after_install(pipe: tuple[int, int],
                                                                         made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("levels")
     h = deferred(made, lg, w, "%(levelname)s %(message)s", level="INFO")
     lg.debug("1 no")
@@ -166,8 +164,7 @@ def test_levels_setlevel_disable_and_disabled_take_effect_after_install(pipe: tu
 
 def test_exc_info_stack_info_stacklevel_take_the_stdlib_path_in_order(pipe: tuple[int, int],
                                                                       made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("kwargs")
     h = deferred(made, lg, w, "%(funcName)s:%(lineno)d %(message)s")
 
@@ -206,8 +203,7 @@ def currentline() -> int:
 
 def test_extra_adds_fields_and_a_key_clash_raises_keyerror_like_the_stdlib(
         pipe: tuple[int, int], made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("extra")
     deferred(made, lg, w)
     plain = fresh_logger("extra-stdlib")
@@ -225,8 +221,7 @@ def test_extra_adds_fields_and_a_key_clash_raises_keyerror_like_the_stdlib(
 
 
 def test_log_needs_an_int_level_and_adapters_work(pipe: tuple[int, int], made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("adapter")
     deferred(made, lg, w, "%(funcName)s %(message)s")
     with pytest.raises(TypeError, match="level must be an integer"):
@@ -239,8 +234,7 @@ def test_log_needs_an_int_level_and_adapters_work(pipe: tuple[int, int], made: l
 
 
 def test_formatter_change_applies_to_later_records_only(pipe: tuple[int, int], made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("refmt")
     h = deferred(made, lg, w, "A %(message)s", deadline=30.0)
     lg.info("one")
@@ -256,8 +250,7 @@ def test_formatter_change_applies_to_later_records_only(pipe: tuple[int, int], m
 
 def test_a_filter_added_later_applies_through_the_stdlib_path(pipe: tuple[int, int],
                                                                made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("filter-later")
     h = deferred(made, lg, w)
 
@@ -288,8 +281,7 @@ def test_a_filter_added_later_applies_through_the_stdlib_path(pipe: tuple[int, i
 
 
 def test_a_handler_on_an_ancestor_gets_its_records_too(pipe: tuple[int, int], made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     parent = fresh_logger("anc")  # does not propagate to the root (pytest's handlers)
     child = fresh_logger("anc.child", propagate=True)
     h = deferred(made, child, w)
@@ -313,8 +305,7 @@ def test_a_handler_on_an_ancestor_gets_its_records_too(pipe: tuple[int, int], ma
 
 def test_a_new_logger_between_child_and_handler_is_noticed(pipe: tuple[int, int],
                                                            made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     top = fresh_logger("gap")
     leaf = logging.getLogger("iolab-defer.gap.middle.leaf")  # "middle" is only a placeholder for now
     h = deferred(made, top, w)
@@ -333,8 +324,7 @@ def test_a_new_logger_between_child_and_handler_is_noticed(pipe: tuple[int, int]
 
 def test_a_formatter_subclass_falls_back_with_its_own_output(pipe: tuple[int, int],
                                                               made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("subclass")
     h = deferred(made, lg, w)
 
@@ -441,8 +431,7 @@ def test_bad_arguments() -> None:
 
 def test_many_threads_lose_nothing_and_never_split_a_line(pipe: tuple[int, int],
                                                           made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("threads")
     h = deferred(made, lg, w, "%(threadName)s %(message)s", max_records=1 << 22)
     threads_log_whole_lines_in_order(lg, h, reader, rb"w(\d) thread \1 record (\d{5}) (x*)")  # threadName too
@@ -520,8 +509,7 @@ def test_pty_and_stream_without_descriptor(made: list[logging.Handler]) -> None:
 def test_a_record_that_fails_to_format_is_reported_like_the_stdlib(pipe: tuple[int, int],
                                                                    made: list[logging.Handler],
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("bad-args")
     h = deferred(made, lg, w)
     lg.info("one %d", "not a number")  # formatted by the writer: TypeError there
@@ -535,8 +523,7 @@ def test_a_record_that_fails_to_format_is_reported_like_the_stdlib(pipe: tuple[i
 
 def test_keywords_that_cannot_change_the_line_stay_on_the_fast_path(pipe: tuple[int, int],
                                                                      made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("quiet")
     h = deferred(made, lg, w)
     lg.info("a", exc_info=False)
@@ -561,8 +548,7 @@ def test_keywords_that_cannot_change_the_line_stay_on_the_fast_path(pipe: tuple[
 
 def test_an_argument_that_fails_to_render_at_the_call_is_reported_by_the_stdlib(
         pipe: tuple[int, int], made: list[logging.Handler], capsys: pytest.CaptureFixture[str]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("bad-render")
     h = deferred(made, lg, w, "%(funcName)s %(message)s")
     lg.info("a list %d", [1])  # rendered at the call (a list): TypeError, so the stdlib path handles it
@@ -579,8 +565,7 @@ def test_a_decimal_is_rendered_with_the_callers_decimal_context(pipe: tuple[int,
                                                                 made: list[logging.Handler]) -> None:
     import decimal
 
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("decimal")
     h = deferred(made, lg, w, deadline=30.0)
     with decimal.localcontext() as ctx:  # this thread's context only; the writer thread has its own

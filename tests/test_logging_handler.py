@@ -76,6 +76,12 @@ class Reader:
         return self.data.splitlines()
 
 
+def reading(pipe: tuple[int, int]) -> tuple[Reader, int]:
+    """A Reader draining the pipe's read end, and the write end to log to."""
+    r, w = pipe
+    return Reader(r), w
+
+
 def threads_log_whole_lines_in_order(lg: logging.Logger, h: BatchHandler, reader: Reader, line: bytes,
                                      n_threads: int = 8, n: int = 5000) -> None:
     """Threads w0, w1 … log ``thread <t> record <i> x…`` n times each, all at once. Every line must arrive
@@ -137,8 +143,7 @@ def syscw() -> int:
 
 
 def test_many_records_few_writes(pipe: tuple[int, int], handlers: list[BatchHandler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     h = new_handler(handlers, w)
     lg = make_logger(h, "batching")
     before = syscw()
@@ -155,8 +160,7 @@ def test_many_records_few_writes(pipe: tuple[int, int], handlers: list[BatchHand
 
 def test_a_single_record_goes_out_after_the_deadline_not_before(pipe: tuple[int, int],
                                                                  handlers: list[BatchHandler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     h = new_handler(handlers, w, deadline=0.5)
     lg = make_logger(h, "deadline")
     t0 = time.monotonic()
@@ -283,8 +287,7 @@ def test_block_policy_times_out_then_drops_without_waiting_again(pipe: tuple[int
 
 def test_many_threads_lose_nothing_and_never_split_a_line(pipe: tuple[int, int],
                                                           handlers: list[BatchHandler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     h = new_handler(handlers, w, max_bytes=1 << 30)
     lg = make_logger(h, "threads")
     threads_log_whole_lines_in_order(lg, h, reader, rb"thread (\d) record (\d{5}) (x*)")
@@ -392,8 +395,7 @@ def test_formatting_matches_the_stdlib(handlers: list[BatchHandler]) -> None:
 
 
 def test_encodings_and_lone_surrogates(pipe: tuple[int, int], handlers: list[BatchHandler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     h = new_handler(handlers, w)
     lg = make_logger(h, "encoding")
     lg.info("caf\u00e9 \udcff end")  # a lone surrogate (undecodable file name) must not lose the record
@@ -407,8 +409,7 @@ def test_encodings_and_lone_surrogates(pipe: tuple[int, int], handlers: list[Bat
 
 def test_mutable_arguments_are_formatted_at_the_call(pipe: tuple[int, int],
                                                      handlers: list[BatchHandler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     h = new_handler(handlers, w, deadline=0.5)
     lg = make_logger(h, "mutable")
     items = [1]
@@ -419,8 +420,7 @@ def test_mutable_arguments_are_formatted_at_the_call(pipe: tuple[int, int],
 
 
 def test_filters_and_levels(pipe: tuple[int, int], handlers: list[BatchHandler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     h = new_handler(handlers, w, level=logging.INFO)
     h.addFilter(lambda rec: "secret" not in rec.getMessage())
     lg = make_logger(h, "filters")
@@ -465,8 +465,7 @@ def test_dict_config(tmp_path: Path) -> None:
 
 
 def test_install_replaces_handlers_and_sets_level(pipe: tuple[int, int]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     names = ["iolab-test.install-a", "iolab-test.install-b"]
     for name in names:
         logging.getLogger(name).addHandler(logging.NullHandler())
