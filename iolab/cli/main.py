@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -45,7 +45,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _listed(name: str, commands: dict[str, click.Command]) -> click.Command:
+def _listed(name: str, commands: Mapping[str, click.Command]) -> click.Command:
     """What ``--help`` lists for ``name``: a stand-in carrying the table's help, not the imported command."""
     return click.Command(name, help=_COMMANDS[name][1]) if name in _COMMANDS else commands[name]
 
