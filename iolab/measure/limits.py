@@ -14,46 +14,42 @@ import atexit
 import contextlib
 import errno
 import logging
-import math
 import os
 import re
 import shutil
 import signal
 import time
-from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple
 
 import psutil
 
-from iolab.errors import LimitsError, ProbeError, UsageError
+from iolab.errors import LimitsError, ProbeError
 from iolab.measure import cgroup_sweep, cgroupfs, procfs
+from iolab.measure.cgroup_sweep import find_cgroups, sweep_stale
+from iolab.measure.limit_values import (
+    MIN_CPUS,
+    MIN_MEMORY_BYTES,
+    AppliedLimits,
+    LimitsRequest,
+    MiB,
+    check_memory_limit,
+    format_bytes,
+    parse_cpus,
+    parse_memory,
+)
 
-# Re-exported: where callers have always found them.
-from iolab.measure.cgroup_sweep import find_cgroups as find_cgroups
-from iolab.measure.cgroup_sweep import sweep_stale as sweep_stale
+# The names callers have always imported from here, those of limit_values.py and cgroup_sweep.py included.
+__all__ = [
+    "MIN_CPUS", "MIN_MEMORY_BYTES", "PERIOD_US", "AppliedLimits", "LimitSession", "LimitsRequest", "MiB",
+    "check_memory_limit", "find_cgroups", "format_bytes", "parse_cpus", "parse_memory", "pin_process",
+    "sweep_stale", "systemd_run_argv",
+]
 
 log = logging.getLogger(__name__)
 
 PERIOD_US = 100_000
 _OPEN: set[LimitSession] = set()
-
-
-@dataclass(frozen=True)
-class LimitsRequest:
-    cpus: float = 0.5  # 0 = no CPU limit
-    memory_bytes: int | None = 256 * 1024 * 1024  # None (or 0) = no memory limit
-    pin: bool = True  # pin server and load to different cores when >= 2 are available
-    require: bool = False  # raise LimitsError instead of falling back to method "none"
-
-    def __post_init__(self) -> None:
-        # The CLI says so with the option's name (cli_options.limits_request); this catches the API.
-        try:
-            check_memory_limit(self.memory_bytes)
-            if 0 < self.cpus < MIN_CPUS:
-                raise ValueError(f"{self.cpus:g} CPU is below the smallest CPU limit, {MIN_CPUS:g}")
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
 
 
 class _Final(NamedTuple):
@@ -63,90 +59,6 @@ class _Final(NamedTuple):
     memory_peak_bytes: int | None
     oom_kills: int | None
     v1_limit_hit: bool | None
-
-
-@dataclass(frozen=True)
-class AppliedLimits:
-    method: str  # "cgroup2" | "cgroup1" | "systemd-run" | "none"
-    cpus: float | None  # what is in force (None = unlimited)
-    memory_bytes: int | None
-    reason: str  # why this method (or why none could be applied), one sentence
-    server_cpus: tuple[int, ...] | None  # cores the server is pinned to, None = not pinned
-    load_cpus: tuple[int, ...] | None  # cores for the load driver
-    cgroup_paths: tuple[str, ...] = ()
-    asked_cpus: float | None = None
-    asked_memory_bytes: int | None = None
-
-    def warning(self) -> str | None:
-        """The message for the results' warnings when limits were asked but not applied."""
-        if self.method == "none" and (self.asked_cpus or self.asked_memory_bytes):
-            return f"limits not applied, the server ran unconstrained: {self.reason}"
-        return None
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "method": self.method,
-            "cpus": self.cpus,
-            "memory_bytes": self.memory_bytes,
-            "reason": self.reason,
-            "server_cpus": None if self.server_cpus is None else list(self.server_cpus),
-            "load_cpus": None if self.load_cpus is None else list(self.load_cpus),
-            "cgroup_paths": list(self.cgroup_paths),
-            "asked_cpus": self.asked_cpus,
-            "asked_memory_bytes": self.asked_memory_bytes,
-        }
-
-
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-MiB = 1 << 20
-
-# The smallest memory limit accepted. Measured here (Linux 6.18, Python 3.11): the demo server
-# (`python -m iolab.measure.server_child … iolab.demo.app:app`, uvicorn with uvloop/httptools and FastAPI) holds 49 MB of
-# RSS right after start-up, 32 MB of it anonymous (/proc/PID/status RssAnon 32,696 kB; the rest is file
-# pages the kernel can reclaim). With `--memory 24M` it was killed before it was ready (exit -9); with 32M
-# it started and served, slowly. A smaller limit measures the OOM killer, not the server.
-MIN_MEMORY_BYTES = 32 * MiB
-# The smallest CPU limit: the kernel's smallest quota, 1 ms per CFS period of 100 ms (cpu.cfs_quota_us and
-# cpu.max refuse less than 1000 µs).
-MIN_CPUS = 0.01
-
-
-def parse_memory(text: str) -> int:
-    """Bytes in "256M", "256MiB", "1G", "512k" or "1048576"; units are binary, as Docker and systemd read them."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text, re.IGNORECASE)
-    if not m or (m.group(2) == "" and "." in m.group(1)):
-        raise ValueError(f"not a memory size: {text!r} (try 256M, 1G, 512k or a byte count)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
-def check_memory_limit(value: int | None) -> None:
-    """ValueError for a limit below MIN_MEMORY_BYTES (None or 0: no limit)."""
-    if value and value < MIN_MEMORY_BYTES:
-        raise ValueError(f"{format_bytes(value)} is below the smallest memory limit iolab accepts, "
-                         f"{format_bytes(MIN_MEMORY_BYTES)} (a Python server does not start in less; 0 = no limit)")
-
-
-def format_bytes(n: int) -> str:
-    """256 MiB, 1 GiB, 1.5 GiB, 512 KiB or 1000 bytes: binary units, exact where they can be."""
-    for unit, size in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1 << 10)):
-        if n >= size:
-            value = n / size
-            return f"{value:g} {unit}" if value == round(value, 2) else f"{value:.2f} {unit}"
-    return f"{n} bytes"
-
-
-def parse_cpus(text: str) -> float:
-    """CPUs in "0.5", "2" or "0" (no limit); the kernel's smallest quota is 1 ms per 100 ms period."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"not a CPU count: {text!r} (try 0.5, 2, or 0 for no limit)") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"not a CPU count: {text!r} (try 0.5, 2, or 0 for no limit)")
-    if 0 < value < MIN_CPUS:
-        raise ValueError(f"{text.strip()} CPU is below the smallest CPU limit, {MIN_CPUS:g} (1 ms per 100 ms "
-                         "period, the kernel's smallest quota; 0 = no limit)")
-    return value
 
 
 # ------------------------------------------------------------------------------------------- session
