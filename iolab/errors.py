@@ -16,6 +16,7 @@ EXIT_DRIVER = 6  # the load driver failed or is missing
 EXIT_NOTHING_MEASURED = 7  # a scenario had no successful request: its figures do not exist (results kept)
 EXIT_DEGRADED = 8  # a scenario measured, but too many responses failed or were not 2xx (results kept)
 EXIT_OUTPUT = 9  # the results could not be written where asked; they were kept in a fallback file
+EXIT_AGENT = 10  # iolab run --agent: the agent could not be reached, refused the token or the PID
 EXIT_STDOUT = 11  # standard output is closed or failed (a full disk, a pipe closed by its reader)
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
@@ -56,6 +57,12 @@ class NetworkError(IolabError):
 
 class DriverError(IolabError):
     exit_code = EXIT_DRIVER
+
+
+class AgentError(IolabError):
+    """``iolab run --agent``: the agent is unreachable, refused the token (401) or the PID (403)."""
+
+    exit_code = EXIT_AGENT
 
 
 class GateFailedError(IolabError):

@@ -20,7 +20,8 @@ import click
 
 from iolab import __version__
 from iolab.cli.stdout import fill_closed_std_fds, guarded_stdout
-from iolab.errors import EXIT_OK, Interrupted, IolabError
+from iolab.demo.scenarios import ScenarioChoiceError
+from iolab.errors import EXIT_OK, Interrupted, IolabError, UsageError
 
 # Every command: name -> ("module:attribute", the first paragraph of its help). A command's module is
 # imported only when the command runs or prints its own help: `iolab --help` lists the commands from this
@@ -42,6 +43,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
               " side, with why."),
     "sweep": ("iolab.cli.sweep:sweep_command",
               "When does async logging pay? Run strategies over a grid of CPU work × sink latency."),
+    "agent": ("iolab.cli.agent:agent_command",
+              "Serve /metrics and sampling windows of this host's processes, read-only, behind a token."),
 }
 
 
@@ -126,6 +129,9 @@ def exit_code(args: Sequence[str] | None = None) -> int:
     except IolabError as exc:
         _say(f"error: {exc}")
         return exc.exit_code
+    except ScenarioChoiceError as exc:  # the demo's own (it imports nothing of the lab): bad input
+        _say(f"error: {exc}")
+        return UsageError.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

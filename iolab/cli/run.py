@@ -16,9 +16,11 @@ from urllib.parse import urlsplit
 import click
 from rich.console import Console
 
+from iolab.analysis.knowledge import NONE, ScenarioKnowledge
 from iolab.cli.options import limit_options, limits_request, option_group
+from iolab.cli.opts_scale import scale_fields, scale_options
 from iolab.cli.progress import LineReporter, ProgressReporter
-from iolab.demo.scenarios import select, skipped
+from iolab.demo.scenarios import knowledge, select, skipped
 from iolab.errors import DegradedRunError, NothingMeasuredError, ServerDiedError, StdoutError, UsageError
 from iolab.measure.config import DEMO_APP, RunConfig, ScenarioSpec
 from iolab.measure.drivers import validate
@@ -88,7 +90,7 @@ def _target(kw: dict[str, Any]) -> tuple[Target, tuple[ScenarioSpec, ...]]:
         scenarios = paths or (parse_path_scenario(urlsplit(url).path or "/"),)
         if cmd:
             return CommandTarget(command=cmd, url=url), scenarios
-        if pid is not None:
+        if pid is not None and not kw.get("agent_url"):  # with --agent the PID is on the agent's host
             check_pid(pid)
         return RunningTarget(url=url, pid=pid), scenarios
     if paths:
@@ -133,6 +135,9 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
     return RunConfig(
         scenarios=scenarios,
         target=target,
+        # Only the demo's scenarios are known: a user's app gets no demo pairs, notes or attribution.
+        knowledge=ScenarioKnowledge(**knowledge()) if isinstance(target, AppTarget) and target.kind == "demo"
+        else NONE,
         compare=tuple(pairs),
         requests=kw["requests"],
         concurrency=kw["concurrency"],
@@ -157,6 +162,7 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         work_us=kw.get("work_us", 0),
         sink_latency_ms=kw.get("sink_latency_ms", 0.0),
         max_error_pct=kw.get("max_error_pct", MAX_ERROR_PCT),
+        **scale_fields(kw),
     )
 
 
@@ -254,8 +260,9 @@ LOAD_OPTIONS = option_group(
                  help="Measured requests per scenario and round (ab -n)."),
     click.option("-c", "--concurrency", default=100, show_default=True, type=click.IntRange(1),
                  help="Requests in flight at once (ab -c)."),
-    click.option("--driver", type=click.Choice(["builtin", "ab", "wrk", "hey"]), default="builtin",
-                 show_default=True, help="Load generator: iolab's own, or ApacheBench, wrk, hey (must be installed)."),
+    click.option("--driver", type=click.Choice(["builtin", "ab", "wrk", "hey", "locust"]), default="builtin",
+                 show_default=True, help="Load generator: iolab's own, or ApacheBench, wrk, hey (must be installed), "
+                                         "Locust (pip install 'iolab[scale]')."),
     click.option("--duration", default=None, metavar="D",
                  help="Run the measured load for this long (20s, 500ms, 2m) instead of -n requests."),
     click.option("--rate", default=None, type=click.FloatRange(min=0, min_open=True), metavar="R",
@@ -326,6 +333,7 @@ def default_output() -> Path:
 @LIMIT_OPTIONS
 @SERVER_OPTIONS
 @OUTPUT_OPTIONS
+@scale_options
 def run_command(**kw: Any) -> None:
     """Reproduce the seed experiment (or measure your app) and print the tables.
 

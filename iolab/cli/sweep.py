@@ -123,6 +123,7 @@ def sweep_command(**kw: Any) -> None:
     from iolab.analysis.sweep import grid
     from iolab.measure.sweep import Sweep, SweepSpec, cell_file
     from iolab.report.sweep import render_heatmap_svg, render_html, values_table, winner_table
+    from iolab.report.terminal import rich_table
 
     names = tuple(s.name for s in select(kw["scenario"]))
     output: Path = kw["output"] or Path("iolab-results") / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
@@ -153,8 +154,8 @@ def sweep_command(**kw: Any) -> None:
     if kw["html"] is not None:
         keeper.write("--html", kw["html"], render_html(result, svg))
     out = Console() if sys.stdout.isatty() else Console(width=200)
-    out.print(winner_table(result))
-    out.print(values_table(result))
+    out.print(rich_table(winner_table(result)))
+    out.print(rich_table(values_table(result)))
     out.print(result.reading, highlight=False)
     page = f" · page: {keeper.where(kw['html'])}" if kw["html"] else ""
     out.print(f"sweep: {keeper.where(output)} · heat map: {keeper.where(svg_path)}{page} · {result.wall_s:.0f} s",

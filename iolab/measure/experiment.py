@@ -21,12 +21,13 @@ from iolab.analysis import advice, verdict
 from iolab.analysis.aggregate import aggregate, window_samples
 from iolab.errors import IolabError, NoSuchProcess, ProbeError, ServerStartError
 from iolab.measure import facts, hdrlog, procfs, procs
+from iolab.measure.agent_client import AgentClient, AgentProbe, make_probe
 from iolab.measure.config import RunConfig, ScenarioSpec
 from iolab.measure.drivers import get_driver
 from iolab.measure.drivers.base import LoadResult, LoadSpec
 from iolab.measure.drivers.summary import behind_schedule, failure_breakdown, outcome, successful
 from iolab.measure.limits import AppliedLimits, LimitSession
-from iolab.measure.probe import Counters, Probe, delta, thread_totals
+from iolab.measure.probe import Counters, delta, thread_totals
 from iolab.measure.record import ServerSide, failed_round, measured_round, noise_figures, run_error
 from iolab.measure.server import LOOPBACK, ServerProcess
 from iolab.measure.sinks import Sink, SinkWatch, make_sink, python_buffering
@@ -181,7 +182,7 @@ class Experiment:
         # that is not ok), for a report of what was measured; None before that.
         self.finished: RunResult | None = None
         # get_driver fails now, before any server starts, when an external tool is not installed.
-        self._drive = get_driver(config.driver).run
+        self._drive = get_driver(config.driver, config.locust).run
         self.state = _State(
             config=config,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -243,11 +244,13 @@ class Experiment:
         measured = {n: s for n, s in by_name.items() if any(r.measured for r in s.rounds)}
         # Only pairs whose two scenarios have been measured (a snapshot is also taken mid-run).
         pairs = None if self.pairs is None else [(a, b) for a, b in self.pairs if a in ok and b in ok]
-        comparisons = verdict.compare_all(ok, pairs) if len(ok) >= 2 else []
+        known = cfg.knowledge
+        comparisons = verdict.compare_all(ok, pairs, knowledge=known) if len(ok) >= 2 else []
         attribution: list[str] = []
-        if cfg.is_demo and len(ok) >= 2:
+        if len(ok) >= 2:  # none without knowledge of the scenarios' controls (a user's app)
             # The mean, not p50: under the quota p50 jumps between the distribution's two modes (advice.py).
-            attribution = verdict.attribute(ok, "mean_ms")[:-1] + verdict.attribute(ok, "cpu_ms_per_request")
+            attribution = (verdict.attribute(ok, "mean_ms", known)[:-1]
+                           + verdict.attribute(ok, "cpu_ms_per_request", known))
         return RunResult(
             schema=results.SCHEMA,
             created=self.state.created,
@@ -283,6 +286,13 @@ class Experiment:
             if target.server == "uvicorn":
                 env["uvicorn"] = {**facts.uvicorn_implementations(target.loop), "access_log": True}
         env["server"] = facts.server_facts(target)
+        env["probe"] = cfg.agent.describe() if cfg.agent else {"kind": "local"}
+        if cfg.agent and isinstance(target, RunningTarget) and target.pid is not None:
+            # The PID is on the agent's host: what is known of it comes from there (and fails now if the
+            # agent is unreachable or refuses the token or the PID, before any load).
+            seen = AgentClient(cfg.agent).call("GET", f"/v1/processes/{target.pid}")
+            env["server"] = {"known_from": f"agent {cfg.agent.url}", "pid": target.pid,
+                             **{k: seen.get(k) for k in ("cmdline", "executable")}}
         running = isinstance(target, RunningTarget)
         env["stdout"] = {
             "kind": "unknown" if running else cfg.stdout,
@@ -312,7 +322,8 @@ class Experiment:
         out += advice.buffering_warnings(cfg.stdout, python_buffering(cfg.stdout, cfg.unbuffered))
         applied_cpus = self.state.limits.get("cpus") if self.state.limits else None
         out += advice.scenario_warnings(
-            scenarios, float(applied_cpus) if isinstance(applied_cpus, (int, float)) and applied_cpus else None)
+            scenarios, float(applied_cpus) if isinstance(applied_cpus, (int, float)) and applied_cpus else None,
+            cfg.knowledge)
         server = self.state.environment.get("server")
         out += advice.write_syscalls_scope(server if isinstance(server, dict) else {},
                                            bool(cfg.target.describe().get("server_measured")))
@@ -387,7 +398,7 @@ class Experiment:
                         timeout_s=cfg.timeout_s, method=spec.method, headers=cfg.headers, body=cfg.body,
                         cpus=applied.load_cpus if applied else None, rate=cfg.rate, duration_s=cfg.duration_s,
                         arrival=cfg.arrival)
-        probe = Probe(pid, interval_s=cfg.interval_s) if pid is not None else None
+        probe = make_probe(cfg.agent, pid, cfg.interval_s) if pid is not None else None
         # A server blocked writing to a stalled sink answers nothing more: stop it, so the driver's
         # requests fail at once instead of each waiting out --timeout, and say why the round ended.
         watch = SinkWatch(server.sink, lambda _msg: _kill_group(server)) if server is not None else None
@@ -425,12 +436,13 @@ class Experiment:
                         c1 = None
                     cpu1 = procfs.cpu_times()
                     throttle1 = session.read_cpu_stat() if session else {}
-                    nonblocking = _fd_nonblocking(pid) if pid is not None else None
+                    nonblocking = _fd_nonblocking(pid) if pid is not None and cfg.agent is None else None
         finally:
             if probe is not None:
                 probe.stop()
                 if probe.error is not None:
                     self.state.warnings.append(probe_failed(spec.name, round_no, probe.error))
+                self._agent_cost(probe)
         lost = vanished or (probe is not None and load is not None and c1 is None)  # /proc went away
         cut = self._cut_short(spec, round_no, started, url, pid, server, session, stdout_info, watch, warm, load,
                               lost)
@@ -460,9 +472,21 @@ class Experiment:
             self._after_load(spec, round_no, started_epoch_s, load)
         return measured_round(round_no, started, load, side, stdout, rusage, noise, tail, verdict_of_load)
 
+    def _agent_cost(self, window: object) -> None:
+        """The agent's CPU per /proc reading, summed over the run's windows, into environment.probe."""
+        if not isinstance(window, AgentProbe):
+            return
+        cost = window.cost
+        probe = self.state.environment.get("probe")
+        n, cpu = cost.get("readings"), cost.get("cpu_s")
+        if isinstance(probe, dict) and isinstance(n, int) and isinstance(cpu, (int, float)) and n > 0:
+            probe["readings"] = int(probe.get("readings", 0)) + n
+            probe["agent_cpu_s"] = round(float(probe.get("agent_cpu_s", 0.0)) + cpu, 6)
+            probe["agent_cpu_ms_per_reading"] = round(1000.0 * probe["agent_cpu_s"] / probe["readings"], 4)
+
     def _warmup_spec(self, base: LoadSpec) -> LoadSpec:
         cfg = self.config
-        if cfg.driver == "wrk":  # wrk counts time, not requests: a short closed loop
+        if cfg.driver in ("wrk", "locust"):  # they count time, not requests: a short closed loop
             return replace(base, rate=None, duration_s=1.0)
         return replace(base, requests=cfg.warmup, rate=None, duration_s=None,
                        concurrency=min(cfg.concurrency, cfg.warmup))
@@ -481,7 +505,7 @@ class Experiment:
         if server is not None:
             died = lost or server.poll() is not None
         else:
-            died = lost or (pid is not None and not procs.alive(pid))
+            died = lost or (pid is not None and self.config.agent is None and not procs.alive(pid))
         if died:
             code = server.stop().returncode if server else None
             stdout, tail = self._stop_server(server, stdout_info)

@@ -26,7 +26,8 @@ from typing import Protocol
 
 from iolab import __version__
 from iolab.analysis import sweep as analysis
-from iolab.demo.scenarios import BY_NAME, select
+from iolab.analysis.knowledge import ScenarioKnowledge
+from iolab.demo.scenarios import BY_NAME, knowledge, select
 from iolab.errors import DegradedRunError, IolabError, NothingMeasuredError, ServerDiedError, UsageError
 from iolab.measure import facts
 from iolab.measure.config import RunConfig, ScenarioSpec
@@ -103,7 +104,8 @@ def cell_config(spec: SweepSpec, work_us: int, latency_ms: float) -> RunConfig:
     return RunConfig(scenarios=scenarios, requests=n, warmup=warmup, concurrency=spec.concurrency,
                      rounds=spec.rounds, interval_s=spec.interval_s, limits=spec.limits,
                      output=cell_file(spec.output, work_us, latency_ms),
-                     work_us=work_us, sink_latency_ms=latency_ms)
+                     work_us=work_us, sink_latency_ms=latency_ms,
+                     knowledge=ScenarioKnowledge(**knowledge()))
 
 
 class SweepReporter(Protocol):
@@ -137,7 +139,7 @@ class Sweep:
     def __init__(self, spec: SweepSpec, reporter: SweepReporter | None = None,
                  experiment: Callable[[RunConfig, Reporter], RunResult] | None = None,
                  keeper: OutputKeeper | None = None) -> None:
-        select(",".join(spec.scenarios))  # unknown or not installed: the UsageError that says so
+        select(",".join(spec.scenarios))  # unknown or not installed: the ScenarioChoiceError that says so (exit 2)
         if any(name not in BY_NAME for name in spec.scenarios):
             raise UsageError("a sweep takes scenario names (expand groups with iolab.demo.scenarios.select)")
         self.spec = spec
