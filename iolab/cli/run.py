@@ -18,6 +18,7 @@ from rich.console import Console
 
 from iolab.analysis.knowledge import NONE, ScenarioKnowledge
 from iolab.cli.options import limit_options, limits_request, option_group
+from iolab.cli.opts_explain import explain_config, explain_options
 from iolab.cli.opts_scale import scale_fields, scale_options
 from iolab.cli.opts_try import apply_try, try_options
 from iolab.cli.progress import LineReporter, ProgressReporter
@@ -163,6 +164,7 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         work_us=kw.get("work_us", 0),
         sink_latency_ms=kw.get("sink_latency_ms", 0.0),
         max_error_pct=kw.get("max_error_pct", MAX_ERROR_PCT),
+        **explain_config(kw),
         **scale_fields(kw),
     ), kw)
 
@@ -333,6 +335,7 @@ def default_output() -> Path:
 @LOAD_OPTIONS
 @LIMIT_OPTIONS
 @SERVER_OPTIONS
+@explain_options
 @OUTPUT_OPTIONS
 @scale_options
 @try_options

@@ -14,8 +14,9 @@ the major one when a reader of the old version would misread the new one):
   ``status`` can be ``"degraded"`` (measured, but more than ``--max-error-pct`` of its requests did not
   succeed); rounds gain ``error_kind`` and rounds and scenarios ``successful`` (2xx/3xx responses). A v1
   reader would take those nulls for numbers, hence the major bump; the loader turns a v1 file's zeros
-  that stood for "not measured" into nulls (``_upgrade``). Added later to 2, optional (older files load
-  without them): the run's ``findings``, a scenario's ``variant`` and ``try_applied`` (``--try``).
+  that stood for "not measured" into nulls (``_upgrade``).
+  Additive, optional: ``scenarios[].explain`` (the explain pass, docs/explain.md); absent → null; the run's
+  ``findings``, a scenario's ``variant`` and ``try_applied`` (``--try``, docs/try.md).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any, Literal, TypeVar, Union
 
 from iolab.errors import ResultsFileError
 from iolab.outputs import write_text_atomic
+from iolab.results.explain import BlockedSite, Explain, ExplainWrite  # noqa: F401 - re-exported
 
 SCHEMA_NAME = "iolab.run"
 SCHEMA_VERSION = 2
@@ -248,6 +250,7 @@ class ScenarioResult:
     latency_uncorrected_ms: LatencyMs = field(default_factory=LatencyMs)  # open loop, merged over rounds
     latency_uncorrected_hdr: str = ""
     successful: int = 0  # completed responses with a 2xx or 3xx status, over the measured rounds
+    explain: Explain | None = None  # the explain pass (iolab.measure.explain), never in the figures above
     # --try (docs/try.md): every knob's value, and what the knobs found and did in the server.
     variant: dict[str, str] | None = None
     try_applied: dict[str, Any] | None = None
