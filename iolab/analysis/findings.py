@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from iolab.analysis import verdict
 from iolab.analysis.knowledge import NONE, ScenarioKnowledge
-from iolab.analysis.stats import RATIO_UNBOUNDED, compare_samples, median, welch_contrast
+from iolab.analysis.stats import METHOD_TOO_FEW, RATIO_UNBOUNDED, compare_samples, median, welch_contrast
 from iolab.results import Comparison, Finding, RunResult, ScenarioResult
 
 # What a finding may claim, in the order a tie is broken.
@@ -142,6 +142,11 @@ def judge(subject: str, a: ScenarioResult, b: ScenarioResult, metrics: Sequence[
     if not cs:
         return []
     head = next((c for c in cs if c.metric == "mean_ms"), cs[0])
+    if all(c.method == METHOD_TOO_FEW for c in cs):  # one round a side: no variance, so nothing is tested
+        figures = "; ".join(f"{_SHORT.get(c.metric) or _SHORT_LINES.get(c.metric, c.metric)} {_fig(c.a_value)} → "
+                            f"{_fig(c.b_value)}" for c in cs[:3])
+        return [_finding(f"{subject}: not tested, too few rounds ({figures}); run --rounds 3 or more", head,
+                         False)]
     return [_finding(no_difference(subject, [head, *(c for c in cs if c is not head)]), head, False)]
 
 
