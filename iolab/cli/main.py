@@ -16,6 +16,7 @@ import click
 
 from iolab import __version__
 from iolab.cli.options import limit_options
+from iolab.cli.opts_net import net_options
 from iolab.errors import EXIT_INTERRUPTED, IolabError
 
 
@@ -118,6 +119,7 @@ def _default_output() -> Path:
 @click.option("--compare", "compare", multiple=True, metavar="A:B",
               help="A pair of scenarios to compare (repeatable; default: the demo's controls and seed pairs).")
 @limit_options
+@net_options
 @click.option("--unbuffered", is_flag=True,
               help="Run the server with PYTHONUNBUFFERED=1 (default: removed, Python's block buffering).")
 @click.option("--stdout", "stdout_kind", default="pipe", show_default=True,

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from iolab.cli.opts_net import net_request
 from iolab.cli.options import limits_request
 from iolab.demo.scenarios import select, skipped
 from iolab.errors import DegradedRunError, NothingMeasuredError, ServerDiedError, UsageError
@@ -150,6 +151,7 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         work_us=kw.get("work_us", 0),
         sink_latency_ms=kw.get("sink_latency_ms", 0.0),
         max_error_pct=kw.get("max_error_pct", MAX_ERROR_PCT),
+        network=net_request(kw, scenarios),
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from iolab.measure.drivers.summary import MAX_ERROR_PCT
 from iolab.measure.limits import LimitsRequest
+from iolab.measure.netrun import NetRequest
 from iolab.measure.targets import AppTarget, Target
 
 DEMO_APP = "iolab.demo.app:app"
@@ -55,6 +56,8 @@ class RunConfig:
     sink_latency_ms: float = 0.0
     # A round whose requests did not succeed in more than this share (percent) is "degraded" (exit 8).
     max_error_pct: float = MAX_ERROR_PCT
+    # Logging across a network (issue 20): iolab's namespace, link impairment and collectors; None: none.
+    network: NetRequest | None = None
 
     @property
     def is_demo(self) -> bool:

@@ -20,7 +20,7 @@ from iolab import __version__, results
 from iolab.analysis import advice, verdict
 from iolab.analysis.aggregate import aggregate, window_samples
 from iolab.errors import IolabError, NoSuchProcess, ServerStartError
-from iolab.measure import facts, hdrlog
+from iolab.measure import facts, hdrlog, netrun
 from iolab.measure.config import RunConfig, ScenarioSpec
 from iolab.measure.drivers import get_driver
 from iolab.measure.drivers.base import LoadResult, LoadSpec
@@ -176,6 +176,7 @@ class Experiment:
         self.finished: RunResult | None = None
         # get_driver fails now, before any server starts, when an external tool is not installed.
         self._drive = driver or get_driver(config.driver).run
+        self.net: netrun.NetSession | None = None  # the run's network (issue 20), while run() runs
         self.state = _State(
             config=config,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -197,6 +198,11 @@ class Experiment:
         Results that could not be written to ``config.output`` are in ``self.keeper.where(config.output)``
         (a fallback file); ``self.keeper.raise_if_fell_back()`` turns that into OutputWriteError.
         """
+        check_outputs(*experiment_outputs(self.config))  # before any network or server starts
+        with netrun.session(self.config.network) as self.net:
+            return self._run()
+
+    def _run(self) -> RunResult:
         cfg = self.config
         check_outputs(*experiment_outputs(cfg))  # before any server starts (and before a save can fail)
         specs = cfg.scenarios
@@ -208,6 +214,8 @@ class Experiment:
                 for i, spec in enumerate(order):
                     self.reporter.scenario_started(r + 1, cfg.rounds, spec.name, i + 1, len(order))
                     record = self._measure(spec, r + 1)
+                    if self.net is not None:
+                        record = self.net.finish_round(record, spec.name)
                     self.state.rounds.setdefault(spec.name, []).append(record)
                     self.reporter.scenario_finished(record)
                     self.save("running")
@@ -237,7 +245,7 @@ class Experiment:
         for spec in cfg.scenarios:
             rounds = self.state.rounds.get(spec.name)
             if rounds:
-                scenarios.append(aggregate(spec.name, spec.path, spec.description, rounds))
+                scenarios.append(netrun.scenario_delivery(aggregate(spec.name, spec.path, spec.description, rounds)))
         by_name = {s.name: s for s in scenarios}
         ok = {n: s for n, s in by_name.items() if any(r.status == "ok" for r in s.rounds)}
         measured = {n: s for n, s in by_name.items() if any(r.measured for r in s.rounds)}
@@ -262,6 +270,7 @@ class Experiment:
             warnings=tuple(self._warnings(measured, scenarios)),
             attribution=tuple(attribution),
             status=status,
+            network=self.net.describe() if self.net is not None else None,
         )
 
     def save(self, status: str) -> RunResult:
@@ -359,7 +368,8 @@ class Experiment:
                 command_port(target)
                 argv, url = target.argv(), url_for(target.url, spec.path)
             self.reporter.phase("starting server")
-            server = ServerProcess(session.wrap_command(argv), env=server_env(cfg), sink=sink,
+            env = {**server_env(cfg), **(self.net.server_env(spec.name, round_no) if self.net else {})}
+            server = ServerProcess(session.wrap_command(argv), env=env, sink=sink,
                                    attach=session.attach, cwd=None)
             try:
                 detail = lambda: _tail_text(sink.counts().tail)  # noqa: E731 - read at failure time
@@ -417,7 +427,8 @@ class Experiment:
                     cpu0 = facts.read_cpu_times()
                     throttle0 = session.read_cpu_stat() if session else {}
                     t0, started_epoch_s = time.monotonic(), time.time()
-                    load = self._drive(base, self.reporter.progress)
+                    with self.net.during_load() if self.net else contextlib.nullcontext():
+                        load = self._drive(base, self.reporter.progress)
                     wall = time.monotonic() - t0
                     try:
                         c1 = probe.read() if probe else None
@@ -507,6 +518,8 @@ class Experiment:
 
     def _after_load(self, spec: ScenarioSpec, round_no: int, started_epoch_s: float, load: LoadResult) -> None:
         """The open loop's schedule warning, and the HdrHistogram log rewritten with this round added."""
+        if self.net is not None:
+            self.net.note_load(load)
         late = behind_schedule(load)
         if late:
             self.state.warnings.append(RunWarning("driver-behind-schedule", f"{spec.name}, round {round_no}: {late}"))

@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar, Union
 
 from iolab.errors import ResultsFileError
 from iolab.outputs import write_text_atomic
+from iolab.results.network import Delivery, SecondLatency
 
 SCHEMA_NAME = "iolab.run"
 SCHEMA_VERSION = 2
@@ -216,6 +217,9 @@ class RoundRecord:
     driver_output: str = ""  # an external tool's own output, as printed
     error_kind: str | None = None  # SERVER_DIED | NOTHING_MEASURED | SINK_STALLED | TOO_MANY_ERRORS
     successful: int = 0  # completed responses with a 2xx or 3xx status
+    # Logging across a network (issue 20): what reached the collector, and latency second by second.
+    delivery: Delivery | None = None
+    latency_per_s: tuple[SecondLatency, ...] = ()
 
     @property
     def measured(self) -> bool:
@@ -250,6 +254,7 @@ class ScenarioResult:
     latency_uncorrected_ms: LatencyMs = field(default_factory=LatencyMs)  # open loop, merged over rounds
     latency_uncorrected_hdr: str = ""
     successful: int = 0  # completed responses with a 2xx or 3xx status, over the measured rounds
+    delivery: Delivery | None = None  # issue 20: summed over the rounds
 
 
 @dataclass(frozen=True)
@@ -292,6 +297,8 @@ class RunResult:
     warnings: tuple[RunWarning, ...] = ()
     attribution: tuple[str, ...] = ()
     status: str = "complete"
+    # Issue 20: the network iolab built (method, delay_ms, jitter_ms, loss_pct, outage), None without one.
+    network: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------------------------- JSON
