@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from iolab.cli.opts_net import net_request
 from iolab.cli.options import limits_request
+from iolab.cli.opts_net import net_request
 from iolab.demo.scenarios import select, skipped
 from iolab.errors import DegradedRunError, NothingMeasuredError, ServerDiedError, UsageError
 from iolab.measure.config import DEMO_APP, RunConfig, ScenarioSpec

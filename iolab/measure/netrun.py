@@ -64,10 +64,14 @@ def per_second(load: LoadResult) -> tuple[SecondLatency, ...]:
         if not values:
             out.append(SecondLatency(sec, 0, 0.0, 0.0, 0.0))
             continue
-        pick = lambda q: values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))] / 1000  # noqa: E731
-        out.append(SecondLatency(sec, len(values), round(pick(0.5), 3), round(pick(0.99), 3),
+        out.append(SecondLatency(sec, len(values), _rank(values, 0.5), _rank(values, 0.99),
                                  round(values[-1] / 1000, 3)))
     return tuple(out)
+
+
+def _rank(sorted_us: list[int], q: float) -> float:
+    """The nearest-rank ``q`` quantile of sorted µs values, in ms."""
+    return round(sorted_us[min(len(sorted_us) - 1, max(0, math.ceil(q * len(sorted_us)) - 1))] / 1000, 3)
 
 
 class NetSession:
