@@ -142,7 +142,12 @@ def _ours(sink: Any, name: str) -> tuple[logging.Logger, Callable[[], None]]:
 
     handler = BatchHandler(sink)
     _sinks.append(sink)
-    return _logger(name, handler), handler.close
+
+    def close() -> None:
+        handler.close()  # writes what is buffered (bounded by its flush_timeout)
+        sink.close()  # a handler does not close a stream it did not open
+
+    return _logger(name, handler), close
 
 
 def _ours_tcp() -> tuple[logging.Logger, Callable[[], None]]:

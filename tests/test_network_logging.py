@@ -1,0 +1,162 @@
+"""Issue 20: logging across a real network. Real collectors (rsyslogd, a JSON-lines receiver, a ``_bulk``
+endpoint) in a real namespace, real kernel TCP/UDP between them and the server; counts, not times."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from iolab import results
+from iolab.analysis.network_findings import network_findings
+from iolab.logging import BatchHandler
+from iolab.logging.sinks import BulkHTTPSink, TCPSink
+from iolab.measure import netns
+from iolab.measure.collectors import Collectors, rsyslogd_missing
+from iolab.measure.netns import Impairment, Network
+from iolab.report import delivery
+from tests.conftest import processes_matching, run_cli
+
+_why = netns.unavailable_reason() or rsyslogd_missing()
+pytestmark = pytest.mark.skipif(_why is not None, reason=str(_why))
+
+
+def _ours_left() -> list[str]:
+    return netns.list_ours() + processes_matching("collector_child.py") + processes_matching("iolab-collect-")
+
+
+@pytest.fixture
+def collectors() -> Iterator[Collectors]:
+    before = _ours_left()
+    with Network(Impairment(delay_ms=1)) as net, Collectors(net) as c:
+        yield c
+    assert _ours_left() == before
+
+
+def _rec(tag: str, seq: int) -> str:
+    return f"iolab-rec {tag} {seq} {time.time():.6f}"
+
+
+def _settle(c: Collectors, tag: str, want: int) -> dict[str, object]:
+    for _ in range(50):
+        got = c.stats()["tags"].get(tag, {})
+        if got.get("received", 0) >= want:
+            return dict(got)
+        time.sleep(0.1)
+    return dict(c.stats()["tags"].get(tag, {}))
+
+
+def test_each_collector_counts_records_duplicates_and_round_trips(collectors: Collectors) -> None:
+    env = collectors.env()
+    host = env["IOLAB_COLLECTOR_HOST"]
+    for kind, sock in (("udp", socket.SOCK_DGRAM), ("tcp", socket.SOCK_STREAM)):
+        h = logging.handlers.SysLogHandler((host, int(env["IOLAB_SYSLOG_PORT"])), socktype=sock)
+        for i in range(1, 21):
+            h.emit(logging.makeLogRecord({"msg": _rec(f"syslog-{kind}", i)}))
+        h.close()
+    with socket.create_connection((host, int(env["IOLAB_JSONL_PORT"]))) as s:
+        lines = [json.dumps({"message": _rec("jsonl", i)}) for i in (1, 2, 3, 3)]  # one duplicate
+        s.sendall(("\n".join(lines) + "\n").encode())
+    body = "".join(f'{{"index":{{"_index":"t"}}}}\n{json.dumps({"message": _rec("bulk", i)})}\n' for i in range(5))
+    req = urllib.request.Request(env["IOLAB_BULK_URL"], data=body.encode(),
+                                 headers={"Content-Type": "application/x-ndjson"})
+    answer = json.loads(urllib.request.urlopen(req, timeout=10).read())
+    assert answer["errors"] is False and "took" in answer
+    assert [it["index"]["status"] for it in answer["items"]] == [201] * 5
+    assert _settle(collectors, "syslog-tcp", 20)["received"] == 20
+    assert _settle(collectors, "syslog-udp", 20)["received"] == 20  # a clean link loses no datagram here
+    jsonl = _settle(collectors, "jsonl", 3)
+    assert (jsonl["received"], jsonl["duplicated"]) == (3, 1)
+    assert _settle(collectors, "bulk", 5)["received"] == 5
+    stats = collectors.stats()
+    assert stats["connections"] == {"jsonl": 1, "http": 1} and stats["http_requests"] == 1
+
+
+def test_batching_sinks_deliver_everything_in_few_requests(collectors: Collectors) -> None:
+    env = collectors.env()
+    before = collectors.stats()
+    for tag, sink in (("tcp", TCPSink(env["IOLAB_COLLECTOR_HOST"], int(env["IOLAB_JSONL_PORT"]))),
+                      ("http", BulkHTTPSink(env["IOLAB_BULK_URL"]))):
+        handler = BatchHandler(sink)
+        for i in range(1, 501):
+            handler.emit(logging.makeLogRecord({"msg": _rec(tag, i)}))
+        handler.close()
+        sink.close()  # the handler does not own its stream, as StreamHandler
+        assert handler.dropped == 0 and sink.records == 500 and sink.connections == 1
+        got = _settle(collectors, tag, 500)
+        assert (got["received"], got["duplicated"]) == (500, 0)
+    after = collectors.stats()
+    assert after["http_requests"] - before["http_requests"] < 50  # batches, not 500 requests
+
+
+def test_a_full_budget_during_an_outage_drops_and_counts_every_loss(collectors: Collectors) -> None:
+    env = collectors.env()
+    sink = BulkHTTPSink(env["IOLAB_BULK_URL"], timeout=30)
+    handler = BatchHandler(sink, max_bytes=20_000, policy="drop_newest", deadline=0.01)
+    handler.emit(logging.makeLogRecord({"msg": _rec("outage", 1)}))
+    handler.flush()
+    collectors.pause()
+    try:
+        for i in range(2, 3001):  # ~60 bytes each: far more than 20 kB while nothing is answered
+            handler.emit(logging.makeLogRecord({"msg": _rec("outage", i)}))
+        held = handler.stats()["pending_bytes"]
+    finally:
+        collectors.resume()
+    handler.close()
+    sink.close()
+    assert held <= 20_000 + 4096  # bounded: the budget, not the 3,000 records
+    got = _settle(collectors, "outage", 3000 - handler.dropped)
+    assert handler.dropped > 2000
+    assert got["received"] + handler.dropped == 3000  # every record delivered or counted as dropped
+    assert got["duplicated"] == 0
+
+
+def _run(tmp: Path, *extra: str) -> results.RunResult:
+    before = _ours_left()
+    out = tmp / "run.json"
+    proc = run_cli("run", "--scenario", "http-per-record,ours-http,syslog-tcp", "--rounds", "1", "-q",
+                   "--cpus", "0", "--memory", "0", "--warmup", "50", "-c", "20", "-o", str(out), *extra)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _ours_left() == before  # namespace, links, relay, collectors, rsyslogd: all gone
+    return results.load(out)
+
+
+def test_two_ms_delay_costs_http_per_record_two_round_trips_per_record(tmp_path: Path) -> None:
+    result = _run(tmp_path, "-n", "400", "--net-delay", "2ms")
+    assert result.network is not None and result.network["delay_ms"] == 2.0
+    assert result.network["method"] in ("netns+netem", "netns+tun-relay")
+    d = {s.name: s.delivery for s in result.scenarios}
+    naive, ours, syslog = d["http-per-record"], d["ours-http"], d["syslog-tcp"]
+    assert naive and ours and syslog
+    assert naive.round_trips_per_record is not None and ours.round_trips_per_record is not None
+    assert 1.9 <= naive.round_trips_per_record <= 2.1  # a connection and a request per record
+    assert ours.round_trips_per_record < 0.3
+    for one in (naive, ours, syslog):  # every record delivered, without an outage
+        assert (one.sent, one.received, one.lost, one.duplicated) == (450, 450, 0, 0)
+    assert ours.dropped == 0
+    findings = network_findings(result)
+    assert any("round trips to the collector per record" in f for f in findings)
+    text = "\n".join(r for t in delivery.tables(result) for row in t.rows for r in row)
+    assert "2.00" in text
+
+
+def test_through_an_outage_the_blocking_handler_stalls_and_ours_stays_bounded(tmp_path: Path) -> None:
+    result = _run(tmp_path, "--duration", "4s", "--collector-outage", "1s:2s")
+    by = {s.name: s for s in result.scenarios}
+    naive, ours = by["http-per-record"], by["ours-http"]
+    assert naive.delivery and ours.delivery and naive.delivery.outage_s and ours.delivery.outage_s
+    # The event loop waited out the outage in http-per-record: its slowest response spans most of it.
+    assert naive.latency_ms.p100 is not None and naive.latency_ms.p100 >= 1000 * naive.delivery.outage_s / 2
+    assert ours.latency_ms.p100 is not None and ours.latency_ms.p100 < naive.latency_ms.p100 / 2
+    assert ours.delivery.dropped is not None and ours.delivery.lost <= ours.delivery.dropped
+    assert any(r.latency_per_s for r in naive.rounds)
+    assert any("outage" in f for f in network_findings(result))
+    again = results.loads(results.dumps(result))
+    assert again.scenarios[0].delivery == result.scenarios[0].delivery and again.network == result.network
