@@ -7,6 +7,7 @@ command -v ab >/dev/null 2>&1 || want+=(apache2-utils)
 command -v wrk >/dev/null 2>&1 || want+=(wrk)
 command -v hey >/dev/null 2>&1 || want+=(hey)
 command -v chromium >/dev/null 2>&1 || want+=(chromium)
+[ -x /usr/sbin/rsyslogd ] || [ -x /sbin/rsyslogd ] || want+=(rsyslog)  # the syslog collector (docs/network.md)
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "note: not root or no apt-get; tests needing ${want[*]} will skip" >&2
