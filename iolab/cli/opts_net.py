@@ -67,4 +67,9 @@ def net_request(kw: dict[str, Any], scenarios: Sequence[Any]) -> NetRequest | No
     from iolab.demo.scenarios import BY_NAME
 
     networked = any(getattr(BY_NAME.get(s.name), "network", False) for s in scenarios)
-    return request if asked or networked else None
+    if not (asked or networked):
+        return None
+    if kw.get("url"):
+        raise UsageError("--net-* and the network scenarios need a server that iolab starts (the demo, --app or "
+                         "--cmd): a running server at --url cannot be given the collector's address")
+    return request

@@ -25,7 +25,7 @@ from iolab.errors import NetworkError
 from iolab.measure import hdrlog
 from iolab.measure.collectors import Collectors, rsyslogd_missing
 from iolab.measure.drivers.base import LoadResult
-from iolab.measure.netns import Impairment, Network
+from iolab.measure.netns import Impairment, Network, unavailable_reason
 from iolab.results import RoundRecord, ScenarioResult
 from iolab.results.network import Delivery, SecondLatency
 
@@ -89,7 +89,7 @@ class NetSession:
         self._outage_s: float | None = None
 
     def __enter__(self) -> NetSession:
-        missing = rsyslogd_missing()
+        missing = unavailable_reason() or rsyslogd_missing()
         if missing:
             raise NetworkError(missing)
         self._tmp = tempfile.mkdtemp(prefix="iolab-net-")
