@@ -6,6 +6,7 @@ latency second by second across a collector outage.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from matplotlib.ticker import FuncFormatter
@@ -86,10 +87,11 @@ def latency_over_time(result: RunResult, chart_id: str = "latency-over-time") ->
         ax = fig.subplots()
         for i, (s, r) in enumerate(rows):
             assert r is not None
-            xs = tuple(float(p.second) + 0.5 for p in r.latency_per_s if p.count)
-            ax.plot(xs, [p.max_ms for p in r.latency_per_s if p.count], "-", color=charts.color(i),
-                    linewidth=1.5, label=charts._t(f"{s.path} max"))
-            ax.plot(xs, [p.p50_ms for p in r.latency_per_s if p.count], ":", color=charts.color(i),
+            # A second in which no response completed is a gap in the line (NaN), not a line across it.
+            xs = tuple(float(p.second) + 0.5 for p in r.latency_per_s)
+            ax.plot(xs, [p.max_ms if p.count else math.nan for p in r.latency_per_s], "-o", markersize=3,
+                    color=charts.color(i), linewidth=1.5, label=charts._t(f"{s.path} max"))
+            ax.plot(xs, [p.p50_ms if p.count else math.nan for p in r.latency_per_s], ":", color=charts.color(i),
                     linewidth=1.2, label=charts._t(f"{s.path} p50"))
         if outage:
             ax.axvspan(outage["start_s"], outage["start_s"] + outage["duration_s"], color=charts.NEUTRAL,
