@@ -160,3 +160,16 @@ def test_through_an_outage_the_blocking_handler_stalls_and_ours_stays_bounded(tm
     assert any("outage" in f for f in network_findings(result))
     again = results.loads(results.dumps(result))
     assert again.scenarios[0].delivery == result.scenarios[0].delivery and again.network == result.network
+
+
+def test_latency_per_second_bins_by_completion_and_leaves_empty_seconds_empty() -> None:
+    from iolab.measure.drivers.base import LoadResult
+    from iolab.measure.netrun import per_second
+
+    load = LoadResult(driver="builtin", requests=5, completed=5, ok_2xx=5, non_2xx=0, connect_errors=0, timeouts=0,
+                      other_errors=0, status_counts={200: 5}, duration_s=3.0,
+                      latencies_us=(1000, 3000, 2000, 2_500_000, 4000), bytes_received=0, cpu_user_s=0,
+                      cpu_sys_s=0, errors_sample=(), timeline_ms=(10, 20, 900, 2600, 2700))
+    secs = per_second(load)
+    assert [(s.second, s.count) for s in secs] == [(0, 3), (1, 0), (2, 2)]
+    assert (secs[0].p50_ms, secs[0].max_ms, secs[2].max_ms) == (2.0, 3.0, 2500.0)

@@ -29,7 +29,7 @@ def net_options(f: F) -> F:
         click.option("--net-jitter", "net_jitter", default=None, metavar="D",
                      help="Uniform jitter on that delay (e.g. 0.5ms)."),
         click.option("--net-loss", "net_loss", default=None, type=click.FloatRange(0, 100, max_open=True),
-                     metavar="PCT", help="Lose this percentage of the collector's packets."),
+                     metavar="PCT", help="Lose this percentage of the packets on the link, each way."),
         click.option("--collector-outage", "collector_outage", default=None, metavar="START:DURATION",
                      help="Stop the collectors START into each measured load for DURATION (e.g. 5s:3s)."),
     )):
