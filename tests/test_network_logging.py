@@ -128,6 +128,7 @@ def _run(tmp: Path, scenarios: str, *extra: str) -> results.RunResult:
     return results.load(out)
 
 
+@pytest.mark.usefixtures("nothing_left_behind")
 def test_two_ms_delay_costs_http_per_record_two_round_trips_per_record(tmp_path: Path) -> None:
     result = _run(tmp_path, "http-per-record,ours-http,syslog-tcp", "-n", "200", "--net-delay", "2ms")
     assert result.network is not None and result.network["delay_ms"] == 2.0
@@ -147,6 +148,7 @@ def test_two_ms_delay_costs_http_per_record_two_round_trips_per_record(tmp_path:
     assert "2.00" in text
 
 
+@pytest.mark.usefixtures("nothing_left_behind")
 def test_through_an_outage_the_blocking_handler_stalls_and_ours_stays_bounded(tmp_path: Path) -> None:
     result = _run(tmp_path, "http-per-record,ours-http", "--duration", "3s", "--collector-outage", "1s:1.5s")
     by = {s.name: s for s in result.scenarios}
