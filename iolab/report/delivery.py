@@ -96,9 +96,15 @@ def latency_over_time(result: RunResult, chart_id: str = "latency-over-time") ->
         if outage:
             ax.axvspan(outage["start_s"], outage["start_s"] + outage["duration_s"], color=charts.NEUTRAL,
                        alpha=0.18, label="collector outage")
+        longest = max(len(r.latency_per_s) for _, r in rows if r is not None)
+        shown = longest
+        if outage:  # around the outage: a long naive run would squeeze it into a sliver
+            shown = min(longest, int(outage["start_s"] + outage["duration_s"]) * 2 + 10)
+            ax.set_xlim(0, shown)
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FuncFormatter(charts._tick))
-        ax.set_xlabel("seconds into the measured load (round 1)")
+        ax.set_xlabel("seconds into the measured load (round 1)"
+                      + (f"; the first {shown} s of {longest} s shown" if shown < longest else ""))
         ax.set_ylabel("ms")
         ax.grid(True)
         ax.legend(fontsize=8, ncols=2)
