@@ -230,6 +230,7 @@ def table() -> Any:
         if reason:
             group += f" — not available: {reason}"
         t.add_row(s.name, s.path, s.handler, s.isolates, s.control or "—", group)
-    t.caption = ("--scenario default (no option) runs the first eight; --scenario all runs every one; "
+    t.caption = ("--scenario default (no option) runs the first eight; --scenario all the first two groups; "
+                 "--scenario network logs across iolab's network (root, docs/network.md); "
                  "cpu-only is the better control for the async def stdlib strategies")
     return t

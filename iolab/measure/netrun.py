@@ -162,7 +162,7 @@ class NetSession:
         self._per_s = per_second(load)
 
     def finish_round(self, record: RoundRecord, scenario: str) -> RoundRecord:
-        sent, dropped, counts_drops = self._server_count()
+        sent, dropped, counts_drops, flushed = self._server_count()
         deadline = time.monotonic() + _SETTLE_MAX_S
         last, quiet_since = None, time.monotonic()
         while True:
@@ -174,16 +174,18 @@ class NetSession:
             if (sent is not None and got >= sent) or now - quiet_since >= _SETTLE_QUIET_S or now >= deadline:
                 break
             time.sleep(0.1)
-        delivery = self._delivery(scenario, stats, sent, dropped if counts_drops else None)
+        delivery = replace(self._delivery(scenario, stats, sent, dropped if counts_drops else None), flushed=flushed)
         return replace(record, delivery=delivery, latency_per_s=self._per_s)
 
-    def _server_count(self) -> tuple[int | None, int | None, bool]:
+    def _server_count(self) -> tuple[int | None, int | None, bool, bool | None]:
+        """(sent, dropped, whether the handler counts drops, whether its handlers finished closing)."""
         try:
             with open(self._report) as f:
                 data = json.load(f)
         except (OSError, ValueError):
-            return None, None, False  # the server never logged (a user's app), or died before its shutdown
-        return int(data["sent"]), data.get("dropped"), bool(data.get("handler_counts_drops"))
+            return None, None, False, None  # the server never logged (a user's app), or died before its shutdown
+        return (int(data["sent"]), data.get("dropped"), bool(data.get("handler_counts_drops")),
+                bool(data.get("final")))
 
     def _delivery(self, scenario: str, stats: dict[str, Any], sent: int | None, dropped: int | None) -> Delivery:
         tag = stats["tags"].get(self._tag, {})
@@ -194,8 +196,8 @@ class NetSession:
         if collector in ("http", "jsonl"):
             conns = stats["connections"][collector] - self._before["connections"][collector]
             reqs = stats["http_requests"] - self._before["http_requests"] if collector == "http" else 0
-            if sent:
-                trips = round((conns + reqs) / sent, 3)
+            if received:  # per record delivered: what each one cost in round trips
+                trips = round((conns + reqs) / received, 3)
         sent_n = sent if sent is not None else received
         return Delivery(collector=collector, sent=sent_n, received=received, lost=max(0, sent_n - received),
                         duplicated=int(tag.get("duplicated", 0)), max_delay_ms=tag.get("max_delay_ms"),
@@ -214,14 +216,16 @@ def scenario_delivery(scenario: ScenarioResult) -> ScenarioResult:
         return None if any(v is None for v in values) else sum(values)
 
     sent, conns, reqs = sum(d.sent for d in ds), total("connections"), total("http_requests")
+    received = sum(d.received for d in ds)
     delays = [d.max_delay_ms for d in ds if d.max_delay_ms is not None]
     outages = [d.outage_s for d in ds if d.outage_s is not None]
     return replace(scenario, delivery=Delivery(
-        collector=ds[0].collector, sent=sent, received=sum(d.received for d in ds), lost=sum(d.lost for d in ds),
+        collector=ds[0].collector, sent=sent, received=received, lost=sum(d.lost for d in ds),
         duplicated=sum(d.duplicated for d in ds), max_delay_ms=max(delays) if delays else None,
         dropped=total("dropped"), connections=conns, http_requests=reqs,
-        round_trips_per_record=round((conns + (reqs or 0)) / sent, 3) if conns is not None and sent else None,
-        outage_s=max(outages) if outages else None))
+        round_trips_per_record=round((conns + (reqs or 0)) / received, 3) if conns is not None and received else None,
+        outage_s=max(outages) if outages else None,
+        flushed=None if any(d.flushed is None for d in ds) else all(d.flushed for d in ds)))
 
 
 def session(request: NetRequest | None) -> contextlib.AbstractContextManager[NetSession | None]:

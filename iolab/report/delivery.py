@@ -56,7 +56,7 @@ def delivery_table(result: RunResult) -> Table | None:
         tuple(rows),
         "sent: records the server logged (warm-up included); received: distinct records the collector got; "
         "lost = sent − received; dropped: counted by the handler itself (— where it keeps no count); round "
-        "trips/record: TCP handshakes + HTTP exchanges the collector saw per record (— for rsyslogd); max "
+        "trips/record: TCP handshakes + HTTP exchanges the collector saw per record received (— for rsyslogd); max "
         "delay: log call to receipt. Every round summed.",
         left_columns=1,
     )

@@ -17,8 +17,10 @@ class Delivery:
     collector got more than once; ``dropped``: what the logging handler itself dropped and counted
     (iolab.logging's handlers; ``None`` where the handler keeps no count, as the stdlib's); ``max_delay_ms``:
     the longest time from the log call to the collector's receipt. ``round_trips_per_record``: TCP handshakes
-    plus HTTP request/answer exchanges the collector saw, per record sent (``None`` for rsyslogd, which
-    keeps its connections to itself). ``outage_s``: how long the collector was stopped during the load.
+    plus HTTP request/answer exchanges the collector saw, per record it received (``None`` for rsyslogd,
+    which keeps its connections to itself). ``outage_s``: how long the collector was stopped during the
+    load. ``flushed``: the server's handlers finished closing before it exited (False: it was stopped
+    first, and what they still held was lost; None: unknown, not the demo's scenarios).
     """
 
     collector: str
@@ -32,6 +34,7 @@ class Delivery:
     http_requests: int | None = None
     round_trips_per_record: float | None = None
     outage_s: float | None = None
+    flushed: bool | None = None
 
 
 @dataclass(frozen=True)
