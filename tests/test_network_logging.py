@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import socket
 import time
 import urllib.request
@@ -28,8 +29,17 @@ _why = netns.unavailable_reason() or rsyslogd_missing()
 pytestmark = pytest.mark.skipif(_why is not None, reason=str(_why))
 
 
+def _owner(name: str) -> int:
+    m = netns._NS_RE.match(name) or netns._LINK_RE.match(name)
+    assert m is not None
+    return int(m.group(1))
+
+
 def _ours_left() -> list[str]:
-    return netns.list_ours() + processes_matching("collector_child.py") + processes_matching("iolab-collect-")
+    """Namespaces and links of this process or of a dead one (another live iolab's are not ours to judge),
+    and collector processes."""
+    left = [n for n in netns.list_ours() if _owner(n) == os.getpid() or not os.path.exists(f"/proc/{_owner(n)}")]
+    return left + processes_matching("collector_child.py") + processes_matching("iolab-collect-")
 
 
 @pytest.fixture
