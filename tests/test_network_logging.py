@@ -19,7 +19,7 @@ from iolab import results
 from iolab.analysis.network_findings import network_findings
 from iolab.logging import BatchHandler
 from iolab.logging.sinks import BulkHTTPSink, TCPSink
-from iolab.measure import netns
+from iolab.measure import netns, netrun
 from iolab.measure.collectors import Collectors, rsyslogd_missing
 from iolab.measure.netns import Impairment, Network
 from iolab.report import delivery
@@ -160,7 +160,10 @@ def test_two_ms_delay_costs_http_per_record_two_round_trips_per_record(tmp_path:
 
 @pytest.mark.usefixtures("nothing_left_behind")
 def test_through_an_outage_the_blocking_handler_stalls_and_ours_stays_bounded(tmp_path: Path) -> None:
-    result = _run(tmp_path, "http-per-record,ours-http", "--duration", "3s", "--collector-outage", "1s:1.5s")
+    result = _run(tmp_path, "http-per-record,ours-http", "--duration", "3s", "--collector-outage", "1s:1.5s",
+                  "--html", str(tmp_path / "r.html"))
+    page = (tmp_path / "r.html").read_text()
+    assert 'data-figure="latency-over-time"' in page and "Delivery to the log collector" in page
     by = {s.name: s for s in result.scenarios}
     naive, ours = by["http-per-record"], by["ours-http"]
     assert naive.delivery and ours.delivery and naive.delivery.outage_s and ours.delivery.outage_s
@@ -185,3 +188,39 @@ def test_latency_per_second_bins_by_completion_and_leaves_empty_seconds_empty() 
     secs = per_second(load)
     assert [(s.second, s.count) for s in secs] == [(0, 3), (1, 0), (2, 2)]
     assert (secs[0].p50_ms, secs[0].max_ms, secs[2].max_ms) == (2.0, 3.0, 2500.0)
+
+
+def test_a_killed_run_leaves_no_collector_and_the_next_sweeps_the_rest(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    from tests.conftest import REPO
+
+    proc = subprocess.Popen([sys.executable, "-m", "iolab", "run", "--scenario", "ours-http", "--rounds", "1",
+                             "-q", "--cpus", "0", "--memory", "0", "--duration", "30s", "-o",
+                             str(tmp_path / "r.json")], cwd=REPO, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if any(str(proc.pid) in n for n in netns.list_ours(proc.pid)) and processes_matching("rsyslogd -n"):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the run never built its network")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    for _ in range(50):  # the parent-death signal reaches the relay, the collectors, then rsyslogd
+        if not (processes_matching("collector_child.py") or processes_matching("netrelay.py")
+                or processes_matching(f"iolab-net-{proc.pid}-")):
+            break
+        time.sleep(0.1)
+    assert processes_matching("collector_child.py") == processes_matching(f"iolab-net-{proc.pid}-") == []
+    left_dirs = [n for n in os.listdir(tempfile.gettempdir()) if n.startswith(f"iolab-net-{proc.pid}-")]
+    assert left_dirs  # SIGKILL runs no clean-up: the namespace and the directory stay until the next run
+    with netrun.NetSession(netrun.NetRequest()):
+        pass
+    assert netns.list_ours(proc.pid) == []
+    assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith(f"iolab-net-{proc.pid}-")]

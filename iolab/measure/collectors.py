@@ -47,8 +47,9 @@ def rsyslogd_missing() -> str | None:
 class Collectors:
     """collector_child.py in ``net``'s namespace. A context manager; ``close()`` is idempotent."""
 
-    def __init__(self, net: Network) -> None:
+    def __init__(self, net: Network, workdir_parent: str | None = None) -> None:
         self.net = net
+        self._parent = workdir_parent  # where rsyslogd's files go (a directory of the run's, else $TMPDIR)
         self.host = net.collector_addr
         self._proc: subprocess.Popen[str] | None = None
         self._workdir: str | None = None
@@ -63,7 +64,7 @@ class Collectors:
         self.close()
 
     def start(self) -> None:
-        self._workdir = tempfile.mkdtemp(prefix="iolab-collect-")
+        self._workdir = tempfile.mkdtemp(prefix="iolab-collect-", dir=self._parent)
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "collector_child.py")
         self._proc = subprocess.Popen(
             self.net.exec_argv([sys.executable, "-I", "-S", script, self.host, self._workdir]),

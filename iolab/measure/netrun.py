@@ -38,6 +38,22 @@ _SETTLE_QUIET_S = 0.5
 _SETTLE_MAX_S = 10.0
 
 
+_DIR_PREFIX = "iolab-net-"  # + owner PID: the run's temporary directory (servers' counts, rsyslogd's files)
+
+
+def sweep_stale_dirs() -> list[str]:
+    """Remove the temporary directories of runs whose iolab is gone (killed with SIGKILL)."""
+    removed = []
+    base = tempfile.gettempdir()
+    with contextlib.suppress(OSError):
+        for name in os.listdir(base):
+            pid = name[len(_DIR_PREFIX):].split("-")[0] if name.startswith(_DIR_PREFIX) else ""
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+                removed.append(name)
+    return removed
+
+
 @dataclass(frozen=True)
 class NetRequest:
     """What ``--net-delay/--net-jitter/--net-loss/--collector-outage`` asked for."""
@@ -80,8 +96,8 @@ class NetSession:
     def __init__(self, request: NetRequest) -> None:
         self.request = request
         self.net = Network(request.impairment())
-        self.collectors = Collectors(self.net)
         self._tmp: str | None = None
+        self.collectors = Collectors(self.net)
         self._tag = ""
         self._report = ""
         self._before: dict[str, Any] = {}
@@ -92,7 +108,9 @@ class NetSession:
         missing = unavailable_reason() or rsyslogd_missing()
         if missing:
             raise NetworkError(missing)
-        self._tmp = tempfile.mkdtemp(prefix="iolab-net-")
+        sweep_stale_dirs()
+        self._tmp = tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-")
+        self.collectors = Collectors(self.net, self._tmp)
         try:
             self.net.start()
             self.collectors.start()
