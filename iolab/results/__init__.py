@@ -15,6 +15,8 @@ the major one when a reader of the old version would misread the new one):
   succeed); rounds gain ``error_kind`` and rounds and scenarios ``successful`` (2xx/3xx responses). A v1
   reader would take those nulls for numbers, hence the major bump; the loader turns a v1 file's zeros
   that stood for "not measured" into nulls (``_upgrade``).
+- ``iolab.run/2``, additive (optional, absent from older files): top-level ``network``, per round
+  ``delivery`` and ``latency_per_s``, per scenario ``delivery`` (issue 20, iolab/results/network.py).
 """
 
 from __future__ import annotations
