@@ -16,6 +16,8 @@ EXIT_DRIVER = 6  # the load driver failed or is missing
 EXIT_NOTHING_MEASURED = 7  # a scenario had no successful request: its figures do not exist (results kept)
 EXIT_DEGRADED = 8  # a scenario measured, but too many responses failed or were not 2xx (results kept)
 EXIT_OUTPUT = 9  # the results could not be written where asked; they were kept in a fallback file
+EXIT_AGENT = 10  # iolab run --agent: the agent could not be reached, refused the token or the PID
+EXIT_STDOUT = 11  # standard output is closed or failed (a full disk, a pipe closed by its reader)
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
@@ -57,6 +59,12 @@ class DriverError(IolabError):
     exit_code = EXIT_DRIVER
 
 
+class AgentError(IolabError):
+    """``iolab run --agent``: the agent is unreachable, refused the token (401) or the PID (403)."""
+
+    exit_code = EXIT_AGENT
+
+
 class GateFailedError(IolabError):
     """A ``--fail-if`` gate held (or could not be judged: a scenario or metric missing in the new run)."""
 
@@ -79,6 +87,25 @@ class OutputWriteError(IolabError):
     """Writing a result where the user asked failed at the end; the message names the fallback file."""
 
     exit_code = EXIT_OUTPUT
+
+
+class StdoutError(IolabError):
+    """Writing to standard output failed: ``iolab report r.json > /dev/full``, a closed pipe or fd 1.
+
+    Whatever went to files (the results, ``-o``, ``--html``) was written before; only the text meant for
+    standard output is lost.
+    """
+
+    exit_code = EXIT_STDOUT
+
+
+class Interrupted(IolabError):
+    """Ctrl-C or SIGTERM: every command stops cleanly (servers killed, cgroups removed) and keeps its results."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, message: str = "interrupted; partial results were kept") -> None:
+        super().__init__(message)
 
 
 class ProbeError(IolabError):

@@ -197,6 +197,8 @@ def check_output(option: str, path: OutputPath | None, *, stdout_ok: bool = Fals
 
 def _umask() -> int:
     """The process's umask, read without changing it (os.umask can only set it)."""
+    # Read here, not through measure/procfs.py: this module sits below the measure layer (results and the
+    # CLI import it), and reading one line of our own status cannot race with an exiting process.
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
             for line in fh:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from iolab.analysis import verdict
+from iolab.analysis.knowledge import ScenarioKnowledge
 from iolab.demo import scenarios
-from iolab.errors import UsageError
 from tests.conftest import run_cli
 
 N, WARMUP = 200, 20
@@ -27,7 +27,7 @@ def test_default_is_the_eight_and_all_is_the_catalog() -> None:
     assert everything == installed and len(everything) > len(scenarios.DEFAULT_EIGHT)
     mixed = [s.name for s in scenarios.select("default,queue-async,/sync")]
     assert mixed == [*scenarios.DEFAULT_EIGHT, "queue-async"]
-    with pytest.raises(UsageError, match="unknown scenario 'nope'"):
+    with pytest.raises(scenarios.ScenarioChoiceError, match="unknown scenario 'nope'"):
         scenarios.select("queue-async,nope")
 
 
@@ -37,7 +37,7 @@ def test_a_missing_logger_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> No
             if scenarios.BY_NAME[name].needs == "loguru" else None
 
     monkeypatch.setattr(scenarios, "unavailable", fake)
-    with pytest.raises(UsageError, match=r"scenario 'loguru' needs loguru .*pip install 'iolab\[loggers\]'"):
+    with pytest.raises(scenarios.ScenarioChoiceError, match=r"scenario 'loguru' needs loguru .*pip install 'iolab\[loggers\]'"):
         scenarios.select("loguru")
     names = [s.name for s in scenarios.select("all")]
     assert "loguru" not in names and "loguru-enqueue" not in names and "queue-async" in names
@@ -45,16 +45,16 @@ def test_a_missing_logger_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_every_catalog_entry_has_a_control_and_a_phrase() -> None:
-    controls = verdict.CONTROLS
+    controls = scenarios.knowledge()["controls"]
     for name in scenarios.CATALOG_ORDER:
         s = scenarios.BY_NAME[name]
         assert controls[name] in ("noop-sync", "noop-async"), name
         assert s.handler.startswith("def") == (controls[name] == "noop-sync"), name
-        assert verdict.LOG_CODE[name] and s.isolates, name
+        assert scenarios.knowledge()["log_code"][name] and s.isolates, name
         assert all(p in scenarios.BY_NAME for p in s.peers), name
-    pairs = verdict.default_pairs(["async-blocking-log", "queue-async", "noop-async"])
+    pairs = verdict.default_pairs(["async-blocking-log", "queue-async", "noop-async"], ScenarioKnowledge(**scenarios.knowledge()))
     assert ("noop-async", "queue-async") in pairs and ("async-blocking-log", "queue-async") in pairs
-    assert "cpu-only" not in verdict.EXPECTS_OUTPUT and "queue-async" in verdict.EXPECTS_OUTPUT
+    assert "cpu-only" not in scenarios.knowledge()["expects_output"] and "queue-async" in scenarios.knowledge()["expects_output"]
 
 
 def test_slow_each_strategy_writes_one_line_per_request(tmp_path: Path) -> None:
@@ -70,11 +70,11 @@ def test_slow_each_strategy_writes_one_line_per_request(tmp_path: Path) -> None:
     assert set(expected) <= set(by)
     sent = N + WARMUP
     for name in expected:
-        s, ctrl = by[name], by[verdict.CONTROLS[name]]
+        s, ctrl = by[name], by[scenarios.knowledge()["controls"][name]]
         assert s["requests"] == N and s["failed"] == 0 and s["non_2xx"] == 0, name
         extra = (s["stdout"]["lines"] - ctrl["stdout"]["lines"]) / sent
         want = 1.0 if scenarios.BY_NAME[name].writes else 0.0
         assert abs(extra - want) <= 0.02, f"{name}: {extra:.3f} extra lines per request, expected {want}"
     # Verdicts against each entry's control are in the results.
     pairs = {(c["a"], c["b"]) for c in doc["comparisons"]}
-    assert all((verdict.CONTROLS[n], n) in pairs for n in expected)
+    assert all((scenarios.knowledge()["controls"][n], n) in pairs for n in expected)

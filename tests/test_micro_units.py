@@ -44,7 +44,7 @@ def test_proc_io_of_a_zombie_is_readable_and_final() -> None:
     io = read_proc_io(pid)
     _, status, _ = os.wait4(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert io is not None and io["syscw"] >= 300 + 5 + 200
+    assert io is not None and io.write_syscalls >= 300 + 5 + 200
 
 
 def test_resolve_target(tmp_path: Path) -> None:

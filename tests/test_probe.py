@@ -17,8 +17,6 @@ import pytest
 
 from iolab.errors import AccessDenied, NoSuchProcess
 from iolab.measure.probe import (
-    CLOCK_TICKS,
-    PAGE_SIZE,
     Counters,
     Probe,
     ThreadCounters,
@@ -26,6 +24,7 @@ from iolab.measure.probe import (
     sample_between,
     thread_totals,
 )
+from iolab.measure.procfs import CLOCK_TICKS, PAGE_SIZE
 
 GUARD_S = 10.0  # how long to wait for a child before failing; never asserted as a timing
 

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 import pytest
 
 from iolab.analysis import verdict
+from iolab.analysis.knowledge import ScenarioKnowledge
 from iolab.analysis.stats import RATIO_UNBOUNDED
+from iolab.demo.scenarios import knowledge
 from iolab.results import (
     Comparison,
     DriverUsage,
@@ -213,16 +215,18 @@ def test_all_comparisons_are_json_safe() -> None:
 
 # ---------------------------------------------------------------------------------- demo structure
 
+DEMO = ScenarioKnowledge(**knowledge())  # what the demo tells the analysis; a user's app passes nothing
+
 
 def test_default_pairs() -> None:
     names = ["sync", "async", "sync-raw", "async-raw", "noop-sync", "noop-async"]
-    pairs = verdict.default_pairs(names)
+    pairs = verdict.default_pairs(names, DEMO)
     assert pairs[0] == ("noop-sync", "noop-async")
     assert ("noop-sync", "sync") in pairs and ("noop-async", "async-raw") in pairs
     assert pairs[-2:] == [("sync", "async"), ("sync-raw", "async-raw")]
-    assert verdict.default_pairs(["sync", "async"]) == [("sync", "async")]
-    assert verdict.default_pairs(["/orders", "/health", "/x"]) == [("/orders", "/health"), ("/orders", "/x")]
-    assert verdict.default_pairs(["one"]) == []
+    assert verdict.default_pairs(["sync", "async"], DEMO) == [("sync", "async")]
+    assert verdict.default_pairs(["/orders", "/health", "/x"], DEMO) == [("/orders", "/health"), ("/orders", "/x")]
+    assert verdict.default_pairs(["one"], DEMO) == []
 
 
 def demo_results() -> dict[str, ScenarioResult]:
@@ -237,7 +241,7 @@ def demo_results() -> dict[str, ScenarioResult]:
 
 
 def test_attribute_decomposes_the_seed_pair() -> None:
-    lines = verdict.attribute(demo_results())
+    lines = verdict.attribute(demo_results(), knowledge=DEMO)
     first = lines[0]
     assert first.startswith("/sync vs /async: p50 latency +19.3 ms (95 % CI ")
     assert "Of that, `def` vs `async def` (/noop-sync vs /noop-async) accounts for +18.9 ms" in first
@@ -255,17 +259,17 @@ def test_attribute_decomposes_the_seed_pair() -> None:
 def test_attribute_without_controls_and_with_other_metric() -> None:
     res = demo_results()
     only = {k: res[k] for k in ("sync", "async")}
-    lines = verdict.attribute(only)
+    lines = verdict.attribute(only, knowledge=DEMO)
     assert len(lines) == 2 and "Of that" not in lines[0]
     controls = {k: res[k] for k in ("noop-sync", "noop-async")}
-    assert verdict.attribute(controls)[0].startswith(
+    assert verdict.attribute(controls, knowledge=DEMO)[0].startswith(
         "/noop-sync vs /noop-async: `def` instead of `async def` changes p50 latency by +18.9 ms"
     )
-    writes = verdict.attribute(res, metric="write_syscalls_per_request")
+    writes = verdict.attribute(res, metric="write_syscalls_per_request", knowledge=DEMO)
     assert writes[0].startswith("/sync vs /async: write syscalls (syscw) per request 0.00 (95 % CI 0.00 to 0.00, not")
-    assert verdict.attribute({}) == []
+    assert verdict.attribute({}, knowledge=DEMO) == []
     with pytest.raises(KeyError):
-        verdict.attribute(res, metric="bogus")
+        verdict.attribute(res, metric="bogus", knowledge=DEMO)
 
 
 def test_stdout_notes() -> None:
@@ -275,7 +279,7 @@ def test_stdout_notes() -> None:
         "sync-raw": scenario("sync-raw", [round_record(i, lines=2000) for i in range(3)]),
         "async": scenario("async", [round_record(i, lines=0) for i in range(2)]),
     }
-    notes = verdict.stdout_notes(res)
+    notes = verdict.stdout_notes(res, DEMO)
     assert notes[0].startswith("/sync wrote 0 lines: its logger has no handler")
     assert any(n.startswith("/async wrote 0 lines: its log calls produced no output") for n in notes)
     assert not any("/sync-raw" in n for n in notes)
@@ -285,7 +289,7 @@ def test_stdout_notes() -> None:
         "sync": scenario("sync", [round_record(i, lines=1994, requests=1990) for i in range(3)]),
         "sync-raw": scenario("sync-raw", [round_record(i, lines=4004, requests=2000) for i in range(3)]),
     }
-    notes = verdict.stdout_notes(access)
+    notes = verdict.stdout_notes(access, DEMO)
     assert notes == [
         "/sync wrote no more stdout lines than /noop-sync (1.00 vs 1.00 per request): its logger has no "
         "handler, so its INFO records are dropped: it measures a `def` endpoint, not logging"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from iolab.analysis.knowledge import NONE, ScenarioKnowledge
 from iolab.analysis.stats import outliers
 from iolab.analysis.verdict import stdout_notes
 from iolab.results import (
@@ -133,10 +134,11 @@ _HINTS: dict[str, tuple[str, str]] = {
 }
 
 
-def scenario_warnings(scenarios: Mapping[str, ScenarioResult], cpus_limit: float | None) -> list[RunWarning]:
+def scenario_warnings(scenarios: Mapping[str, ScenarioResult], cpus_limit: float | None,
+                      knowledge: ScenarioKnowledge = NONE) -> list[RunWarning]:
     """One warning per kind, naming every scenario (and round) it concerns."""
     out: list[RunWarning] = []
-    for note in stdout_notes(scenarios):
+    for note in stdout_notes(scenarios, knowledge):
         out.append(_w("no-handler", note + ". Add a handler (logging.basicConfig or a StreamHandler) if the "
                                           "records are meant to be written, or remove the log call."))
     where: dict[str, list[str]] = {}

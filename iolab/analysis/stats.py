@@ -3,11 +3,11 @@
 Two kinds of data reach this module:
 
 - **raw samples** inside one round (per-request latencies, per-second ``pidstat``-like samples):
-  :func:`percentile`, :func:`summarize`, :func:`bootstrap_ratio_ci`;
+  :func:`percentile`, :func:`summarize`;
 - **one value per round** (each round's p50, rps, write syscalls per request …), the unit of
   replication, because consecutive requests of one round are not independent (they share a server,
   a warm cache and whatever else the machine was doing): :func:`compare_samples`,
-  :func:`welch_t_test`, :func:`welch_contrast`, :func:`modified_z_scores`.
+  :func:`welch_contrast`, :func:`modified_z_scores`.
 
 The Student t distribution is computed here (regularized incomplete beta function, Lentz's continued
 fraction) so that scipy stays a test-only dependency; tests check every function against scipy.
@@ -17,11 +17,9 @@ docs/statistics.md explains the method, its assumptions and the references.
 from __future__ import annotations
 
 import math
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import NamedTuple
 
 from iolab.results import Summary
 
@@ -36,7 +34,6 @@ RATIO_UNBOUNDED = 1.7976931348623157e308
 # MAD / 0.6745 (= 1.4826 · MAD) estimates σ for normal data and the modified z-score
 # 0.6745 · (x − median) / MAD reads like an ordinary z-score.
 MAD_NORMAL_CONSISTENCY = 0.6745
-MAD_TO_SIGMA = 1.4826
 # When more than half the values are equal the MAD is 0; the mean absolute deviation then stands in,
 # scaled by √(π/2) = 1.253314 (its ratio to σ for normal data), as IBM SPSS and others do.
 MEANAD_TO_SIGMA = 1.253314
@@ -50,10 +47,6 @@ OUTLIER_THRESHOLD = 3.5
 BETACF_EPS = 1e-15
 BETACF_FPMIN = 1e-300
 BETACF_MAX_ITERATIONS = 10_000
-
-# scipy.stats.mannwhitneyu's method="auto": exact null distribution when one sample has at most this
-# many values and there are no ties, the normal approximation otherwise.
-MWU_EXACT_MAX_N = 8
 
 METHOD_WELCH_LOG = "welch-t on log(round values): ratio of geometric means"
 METHOD_WELCH_RAW = "welch-t on round values (a value <= 0): difference / mean(a)"
@@ -135,12 +128,6 @@ def median(values: Sequence[float]) -> float:
     return percentile(values, 50)
 
 
-def stdev(values: Sequence[float]) -> float | None:
-    """Sample standard deviation (n − 1 denominator); None with fewer than two values."""
-    xs = _floats(values)
-    return math.sqrt(_var(xs)) if len(xs) >= 2 else None
-
-
 def coefficient_of_variation(values: Sequence[float]) -> float | None:
     """stdev / |mean|; None with fewer than two values or a zero mean."""
     xs = _floats(values)
@@ -203,11 +190,6 @@ def t_sf(t: float, df: float) -> float:
     t2 = t * t
     tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t2), t2 / (df + t2))
     return tail if t >= 0 else 1.0 - tail
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t."""
-    return t_sf(-t, df)
 
 
 def t_quantile(p: float, df: float) -> float:
@@ -280,81 +262,6 @@ def welch_contrast(
     p_value = min(1.0, 2.0 * t_sf(abs(t), df))
     half = t_quantile(0.5 + confidence / 2.0, df) * se
     return Contrast(estimate, estimate - half, estimate + half, p_value, df, se)
-
-
-def welch_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
-    """Welch's unequal-variance t-test: (t, df, two-sided p), t = (mean(a) − mean(b)) / se.
-
-    The sign follows scipy.stats.ttest_ind(a, b, equal_var=False). Each sample needs ≥ 2 values. If
-    both are constant, se = 0: t = 0 and p = 1 for equal means, t = ±inf and p = 0 otherwise.
-    """
-    c = welch_contrast([a, b], [1.0, -1.0])
-    if c.se == 0.0:
-        t = 0.0 if c.estimate == 0 else math.copysign(math.inf, c.estimate)
-        return t, c.df, c.p_value
-    return c.estimate / c.se, c.df, c.p_value
-
-
-# ------------------------------------------------------------------------------ Mann-Whitney U
-
-
-def _ranks(xs: Sequence[float]) -> tuple[list[float], list[int]]:
-    """Average ranks (1-based) and the sizes of the tie groups."""
-    order = sorted(range(len(xs)), key=xs.__getitem__)
-    ranks = [0.0] * len(xs)
-    ties: list[int] = []
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2.0 + 1.0
-        ties.append(j - i + 1)
-        i = j + 1
-    return ranks, ties
-
-
-def _u_counts(m: int, n: int) -> list[int]:
-    """How many of the C(m+n, m) arrangements give U = 0, 1, …, m·n: the coefficients of the
-    Gaussian binomial [m+n choose m]_q = Π_{i=1..m} (1 − q^(n+i)) / (1 − q^i) (exact integers)."""
-    poly = [1]
-    for i in range(1, m + 1):
-        new = poly + [0] * (n + i)
-        for k, c in enumerate(poly):
-            new[k + n + i] -= c
-        for k in range(i, len(new)):  # divide by (1 − q^i): a running sum with stride i
-            new[k] += new[k - i]
-        poly = new[: i * n + 1]
-    return poly
-
-
-def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Mann–Whitney U of ``a`` and its two-sided p-value (like scipy.stats.mannwhitneyu, method="auto").
-
-    Exact null distribution when the smaller sample has ≤ 8 values and there are no ties; otherwise
-    the normal approximation with tie correction and continuity correction. Used for raw samples;
-    not for rounds (see :func:`compare_samples`).
-    """
-    xa, xb = _floats(a), _floats(b)
-    n1, n2 = len(xa), len(xb)
-    if n1 == 0 or n2 == 0:
-        raise ValueError("mann_whitney_u needs two non-empty samples")
-    ranks, ties = _ranks(xa + xb)
-    u1 = math.fsum(ranks[:n1]) - n1 * (n1 + 1) / 2.0
-    u_big = max(u1, n1 * n2 - u1)
-    if min(n1, n2) <= MWU_EXACT_MAX_N and all(t == 1 for t in ties):
-        counts = _u_counts(min(n1, n2), max(n1, n2))
-        p = 2.0 * sum(counts[round(u_big) :]) / sum(counts)
-    else:
-        n = n1 + n2
-        tie_term = sum(t**3 - t for t in ties)
-        s = math.sqrt(n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1))))
-        if s == 0.0:  # every value tied: no evidence of any difference
-            return u1, 1.0
-        z = (u_big - n1 * n2 / 2.0 - 0.5) / s
-        p = math.erfc(z / math.sqrt(2.0))  # 2 · P(Z > z)
-    return u1, min(1.0, max(0.0, p))
 
 
 # -------------------------------------------------------------------------- comparing scenarios
@@ -440,52 +347,6 @@ def compare_samples(a: Sequence[float], b: Sequence[float], *, alpha: float = 0.
     )
     low, high = max(-RATIO_UNBOUNDED, min(low, high)), min(RATIO_UNBOUNDED, max(low, high))
     return Estimate(ratio, low, high, c.p_value, METHOD_WELCH_RAW, n_a, n_b)
-
-
-class RatioCI(NamedTuple):
-    ratio: float
-    low: float
-    high: float
-
-
-def bootstrap_ratio_ci(
-    a_samples: Sequence[float],
-    b_samples: Sequence[float],
-    stat: Callable[[Sequence[float]], float] = median,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    confidence: float = 0.95,
-) -> RatioCI:
-    """Percentile bootstrap (Efron & Tibshirani 1993, ch. 13) of stat(b) / stat(a) over raw samples.
-
-    For within-round reporting (per-request latencies of one round); it says nothing about
-    round-to-round variation, which :func:`compare_samples` handles. Deterministic for a given seed
-    (``random.Random``). Cost: n_resamples × (resample + sort) of both samples, pure Python: about
-    5 ms per resample of two 10,000-value samples with the median, so 10 s at the default 2000;
-    pass fewer resamples for large rounds (500 gives the interval's first two digits).
-    """
-    xa, xb = _floats(a_samples), _floats(b_samples)
-    if not xa or not xb:
-        raise ValueError("bootstrap_ratio_ci needs two non-empty samples")
-    if n_resamples < 1 or not 0.0 < confidence < 1.0:
-        raise ValueError("bootstrap_ratio_ci needs n_resamples >= 1 and 0 < confidence < 1")
-
-    def _stat(xs: list[float]) -> float:
-        # The default statistic skips median()'s per-element validation: resamples of checked
-        # values are checked already, and that check costs as much as the sort.
-        return _percentile_sorted(sorted(xs), 50) if stat is median else stat(xs)
-
-    rng = random.Random(seed)
-    ratios = sorted(
-        _ratio(_stat(rng.choices(xb, k=len(xb))), _stat(rng.choices(xa, k=len(xa))))
-        for _ in range(n_resamples)
-    )
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    return RatioCI(
-        _ratio(_stat(xb), _stat(xa)),
-        _percentile_sorted(ratios, tail),
-        _percentile_sorted(ratios, 100.0 - tail),
-    )
 
 
 # ---------------------------------------------------------------------------------------- outliers

@@ -1,8 +1,9 @@
 """Verdicts: turn ScenarioResults into Comparison records and sentences a reader can act on.
 
 Everything here is pure: it reads result records and returns new ones or strings. The statistics are
-in iolab/analysis/stats.py and explained in docs/statistics.md. The demo-specific knowledge (which scenario is
-whose control, which pairs the seed compared) lives in the constants below.
+in iolab/analysis/stats.py and explained in docs/statistics.md. What is known about the scenarios (which
+is whose control, which pairs the seed compared) comes from the caller as a ScenarioKnowledge
+(iolab/analysis/knowledge.py): the demo supplies its own, a user's app none.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, overload
 
+from iolab.analysis.knowledge import NONE, ScenarioKnowledge
+from iolab.analysis.latency import PERCENTILES, percentile_field
 from iolab.analysis.stats import (
     METHOD_TOO_FEW,
     RATIO_UNBOUNDED,
@@ -20,7 +23,6 @@ from iolab.analysis.stats import (
     median,
     welch_contrast,
 )
-from iolab.demo import scenarios as _demo
 from iolab.results import Comparison, RoundRecord, ScenarioResult
 
 DEFAULT_ALPHA = 0.05
@@ -128,8 +130,8 @@ _REGISTRY = (
 )
 # Readable by name (gates, `iolab compare`), but not compared in every report.
 _EXTRA = (
-    *(_latency(f"{p}_ms", f"latency_ms.{p}", f"{p.replace('_', '.')} latency")
-      for p in ("p66", "p75", "p80", "p90", "p95", "p98", "p99_9", "p100")),
+    *(_latency(f"{percentile_field(q)}_ms", f"latency_ms.{percentile_field(q)}", f"p{q:g} latency")
+      for q in PERCENTILES if q not in (50, 99)),
     _count("write_bytes_per_request", "per_request.write_bytes", "bytes written per request"),
     replace(_count("failed", "failed", "failed requests", server_side=False), over_rounds="total"),
     replace(_count("non_2xx", "non_2xx", "non-2xx responses", server_side=False), over_rounds="total"),
@@ -320,18 +322,8 @@ def compare(
         if not va or not vb:
             continue  # no measurement on one side (nothing succeeded, or not sampled): no verdict
         est = compare_samples(va, vb, alpha=alpha)
-        draft = Comparison(
-            a=a.name,
-            b=b.name,
-            metric=name,
-            a_value=sa.value,
-            b_value=sb.value,
-            ratio=est.ratio,
-            ci95=est.ci95,
-            p_value=est.p_value,
-            verdict=NO_DIFFERENCE,
-            method=est.method,
-        )
+        draft = Comparison(a=a.name, b=b.name, metric=name, a_value=sa.value, b_value=sb.value, ratio=est.ratio,
+                           ci95=est.ci95, p_value=est.p_value, verdict=NO_DIFFERENCE, method=est.method)
         verdict, note = _judge(m, draft, alpha)
         out.append(replace(draft, verdict=verdict, note=note))
     return out
@@ -355,41 +347,25 @@ def describe(c: Comparison) -> str:
     return f"{head} — {NO_DIFFERENCE} ({detail})"
 
 
-# ------------------------------------------------------------------------------ the demo's structure
+# --------------------------------------------------------------------------------------- pairs
 
-CONTROL_SYNC, CONTROL_ASYNC = "noop-sync", "noop-async"
-# The demo's structure comes from iolab.demo.scenarios, its one source of truth.
-# Each demo scenario and the scenario that differs from it only by the logging code.
-CONTROLS: Mapping[str, str] = _demo.controls()
-# The blog's comparisons (design.md): the `def` scenario first, as the blog put it.
-SEED_PAIRS: tuple[tuple[str, str], ...] = (("sync", "async"), ("sync-raw", "async-raw"))
-# Catalog scenarios against their closest rival (async-blocking-log → queue-async, print → print-flush).
-PEER_PAIRS: tuple[tuple[str, str], ...] = _demo.peer_pairs()
-# What each scenario adds to its control.
-LOG_CODE: Mapping[str, str] = _demo.log_codes()
-# The scenarios meant to write a line per request (not the controls, not cpu-only).
-EXPECTS_OUTPUT: frozenset[str] = _demo.expects_output()
-# Why a scenario may write nothing to stdout, when we know.
-NO_OUTPUT_REASONS: Mapping[str, str] = {
-    "sync": "its logger has no handler, so its INFO records are dropped: it measures a `def` "
-    "endpoint, not logging",
-}
 NO_OUTPUT_GENERIC = "its log calls produced no output (no handler, a level filter, or lost at shutdown)"
 # Less than this many extra stdout lines per request than the control: the log records are not arriving.
 LOGGED_LINES_PER_REQUEST = 0.5
 
 
-def default_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
-    """(a, b) pairs the report should show: the controls against each other, each demo scenario
-    against its control, catalog scenarios against their peers, then the seed's pairs. For names
-    outside the demo (a user's app), every scenario against the first one."""
+def default_pairs(names: Sequence[str], knowledge: ScenarioKnowledge = NONE) -> list[tuple[str, str]]:
+    """(a, b) pairs the report should show: the controls against each other, each scenario against its
+    control, catalog scenarios against their peers, then the seed's pairs (all from ``knowledge``). When
+    none of those is present (a user's app), every scenario against the first one."""
+    k = knowledge
     present = set(names)
     pairs: list[tuple[str, str]] = []
-    if {CONTROL_SYNC, CONTROL_ASYNC} <= present:
-        pairs.append((CONTROL_SYNC, CONTROL_ASYNC))
-    pairs += [(ctrl, s) for s, ctrl in CONTROLS.items() if s in present and ctrl in present]
-    pairs += [(x, y) for x, y in PEER_PAIRS if x in present and y in present and (x, y) not in pairs]
-    pairs += [(x, y) for x, y in SEED_PAIRS if x in present and y in present]
+    if k.control_pair is not None and set(k.control_pair) <= present:
+        pairs.append(k.control_pair)
+    pairs += [(ctrl, s) for s, ctrl in k.controls.items() if s in present and ctrl in present]
+    pairs += [(x, y) for x, y in k.peer_pairs if x in present and y in present and (x, y) not in pairs]
+    pairs += [(x, y) for x, y in k.seed_pairs if x in present and y in present]
     if not pairs and len(names) >= 2:
         pairs = [(names[0], n) for n in names[1:]]
     return pairs
@@ -400,9 +376,10 @@ def compare_all(
     pairs: Sequence[tuple[str, str]] | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     alpha: float = DEFAULT_ALPHA,
+    knowledge: ScenarioKnowledge = NONE,
 ) -> list[Comparison]:
     """:func:`compare` over ``pairs`` (default: :func:`default_pairs` of the scenario names)."""
-    chosen = default_pairs(list(scenarios)) if pairs is None else pairs
+    chosen = default_pairs(list(scenarios), knowledge) if pairs is None else pairs
     return [c for x, y in chosen for c in compare(scenarios[x], scenarios[y], metrics, alpha)]
 
 
@@ -420,8 +397,10 @@ def _term(groups: Sequence[list[float]], weights: Sequence[float], unit: str) ->
     return f"{_num(c.estimate, sign=True)}{unit} (95 % CI {_num(c.low)} to {_num(c.high)}{tail})"
 
 
-def attribute(scenarios: Mapping[str, ScenarioResult], metric: str = "p50_ms") -> list[str]:
-    """Sentences that split the demo's differences into their causes, using only scenarios present.
+def attribute(scenarios: Mapping[str, ScenarioResult], metric: str = "p50_ms",
+              knowledge: ScenarioKnowledge = NONE) -> list[str]:
+    """Sentences that split differences into their causes, using only scenarios present; none without
+    ``knowledge`` of the scenarios' controls and seed pairs.
 
     For a seed pair X vs Y with controls cX, cY (round means, so the terms add up exactly):
     X − Y = (cX − cY) + [(X − cX) − (Y − cY)], i.e. `def` vs `async def`, plus the logging code.
@@ -434,32 +413,35 @@ def attribute(scenarios: Mapping[str, ScenarioResult], metric: str = "p50_ms") -
     def lab(n: str) -> str:
         return _label(n, scenarios)
 
+    k = knowledge
     out: list[str] = []
-    have_controls = CONTROL_SYNC in vals and CONTROL_ASYNC in vals
+    cs, ca = k.control_pair or ("", "")
+    ds, da = k.control_pair_differs_by
+    have_controls = k.control_pair is not None and cs in vals and ca in vals
     decomposed = False
-    for x, y in SEED_PAIRS:
+    for x, y in k.seed_pairs:
         if x not in vals or y not in vals:
             continue
         total = _term([vals[x], vals[y]], [1, -1], unit)
         sentence = f"{lab(x)} vs {lab(y)}: {m.noun} {total}."
-        if have_controls and CONTROLS[x] == CONTROL_SYNC and CONTROLS[y] == CONTROL_ASYNC:
-            cx, cy = vals[CONTROL_SYNC], vals[CONTROL_ASYNC]
+        if have_controls and k.controls.get(x) == cs and k.controls.get(y) == ca:
+            cx, cy = vals[cs], vals[ca]
             sentence += (
-                f" Of that, `def` vs `async def` ({lab(CONTROL_SYNC)} vs {lab(CONTROL_ASYNC)}) accounts "
-                f"for {_term([cx, cy], [1, -1], unit)}; the logging code ({LOG_CODE[x]} vs {LOG_CODE[y]}) "
+                f" Of that, {ds} vs {da} ({lab(cs)} vs {lab(ca)}) accounts "
+                f"for {_term([cx, cy], [1, -1], unit)}; the logging code ({k.log_code[x]} vs {k.log_code[y]}) "
                 f"accounts for {_term([vals[x], cx, vals[y], cy], [1, -1, -1, 1], unit)}."
             )
             decomposed = True
         out.append(sentence)
     if have_controls and not decomposed:
         out.append(
-            f"{lab(CONTROL_SYNC)} vs {lab(CONTROL_ASYNC)}: `def` instead of `async def` changes "
-            f"{m.noun} by {_term([vals[CONTROL_SYNC], vals[CONTROL_ASYNC]], [1, -1], unit)}."
+            f"{lab(cs)} vs {lab(ca)}: {ds} instead of {da} changes "
+            f"{m.noun} by {_term([vals[cs], vals[ca]], [1, -1], unit)}."
         )
-    for s, ctrl in CONTROLS.items():
+    for s, ctrl in k.controls.items():
         if s in vals and ctrl in vals:
             out.append(
-                f"{lab(s)} vs {lab(ctrl)}: {LOG_CODE[s]} changes {m.noun} by "
+                f"{lab(s)} vs {lab(ctrl)}: {k.log_code[s]} changes {m.noun} by "
                 f"{_term([vals[s], vals[ctrl]], [1, -1], unit)}."
             )
     if out:
@@ -474,24 +456,24 @@ def _lines_per_request(s: ScenarioResult) -> float:
     return s.stdout.lines / s.requests if s.requests else 0.0
 
 
-def stdout_notes(scenarios: Mapping[str, ScenarioResult]) -> list[str]:
-    """Notes on logging scenarios whose log records never reached stdout.
+def stdout_notes(scenarios: Mapping[str, ScenarioResult], knowledge: ScenarioKnowledge = NONE) -> list[str]:
+    """Notes on logging scenarios whose log records never reached stdout (none without ``knowledge``).
 
-    A demo logging scenario writes one line per request. It is flagged when it wrote 0 lines, or when
+    A logging scenario of ``knowledge.expects_output`` writes one line per request. It is flagged when it wrote 0 lines, or when
     it wrote less than LOGGED_LINES_PER_REQUEST more lines per request than its control (which may
     write start-up lines and an access log of its own). Per request, not in total, because the
     scenarios' request counts differ a little from round to round.
     """
     notes: list[str] = []
-    for name, ctrl_name in CONTROLS.items():
+    for name, ctrl_name in knowledge.controls.items():
         s = scenarios.get(name)
-        if s is None or s.requests == 0 or name not in EXPECTS_OUTPUT:
+        if s is None or s.requests == 0 or name not in knowledge.expects_output:
             continue
         ctrl = scenarios.get(ctrl_name)
         extra = _lines_per_request(s) - (_lines_per_request(ctrl) if ctrl else 0.0)
         if s.stdout.lines > 0 and extra >= LOGGED_LINES_PER_REQUEST:
             continue
-        reason = NO_OUTPUT_REASONS.get(name, NO_OUTPUT_GENERIC)
+        reason = knowledge.no_output_reasons.get(name, NO_OUTPUT_GENERIC)
         label, lines = _label(name, scenarios), s.stdout.lines
         if lines == 0:
             notes.append(f"{label} wrote 0 lines: {reason}")

@@ -1,46 +1,67 @@
-"""The ``iolab`` command line: parse into config dataclasses, call the library, map errors once.
+"""The ``iolab`` command line: the click group, the one place errors become exit codes, the commands' list.
 
-Only this module prints ``error: …`` and chooses exit codes (hyperfine's main.rs, uvicorn's named codes).
+Each command is a module of its own (run, compare, report, scenarios, micro, sweep): it parses its options
+into a config dataclass, calls the library and raises iolab's errors. None of them prints ``error: …`` or
+chooses an exit code; :func:`exit_code` does, once (hyperfine's main.rs, uvicorn's named codes), and
+:func:`main` is the only caller of ``sys.exit`` in iolab.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import importlib
 import signal
 import sys
-from pathlib import Path
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
 import click
 
 from iolab import __version__
+<<<<<<< HEAD
 from iolab.cli.options import limit_options
 from iolab.cli.opts_net import net_options
 from iolab.errors import EXIT_INTERRUPTED, IolabError
+=======
+from iolab.cli.stdout import fill_closed_std_fds, guarded_stdout
+from iolab.demo.scenarios import ScenarioChoiceError
+from iolab.errors import EXIT_OK, Interrupted, IolabError, UsageError
+
+# Every command: (name, "module:attribute"). A command's module is imported when the command is invoked
+# (or listed by --help, alphabetically): `iolab report` does not import the measuring machinery.
+_COMMANDS = (
+    ("run", "iolab.cli.run:run_command"),
+    ("compare", "iolab.cli.compare:compare_command"),
+    ("report", "iolab.cli.report:report_command"),
+    ("scenarios", "iolab.cli.scenarios:scenarios_command"),
+    ("micro", "iolab.cli.micro:micro_command"),
+    ("sweep", "iolab.cli.sweep:sweep_command"),
+    ("agent", "iolab.cli.agent:agent_command"),
+)
+>>>>>>> main
 
 
 class _Group(click.Group):
-    """Maps iolab's own errors to one line ``error: …`` and a named exit code; never a traceback."""
+    """The commands of ``_COMMANDS``, imported on demand; Ctrl-C in one becomes :class:`Interrupted`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*(name for name, _ in _COMMANDS), *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = dict(_COMMANDS).get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attr = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
-        previous = signal.getsignal(signal.SIGTERM)
-
-        def _terminate(signum: int, frame: FrameType | None) -> None:
-            # SIGTERM takes the same path as Ctrl-C: servers killed, cgroups removed, results saved.
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, _terminate)
+        # Before click turns a KeyboardInterrupt into a bare "Aborted!" (exit 1).
         try:
             return super().invoke(ctx)
-        except IolabError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("error: interrupted; partial results were kept", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+            raise Interrupted() from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -55,11 +76,21 @@ def cli() -> None:
     """
 
 
-def _default_output() -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("iolab-results") / f"{stamp}.json"
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM takes Ctrl-C's path: servers killed, cgroups removed, results saved, exit 130."""
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
+<<<<<<< HEAD
 @cli.command("run")
 @click.option("--scenario", "scenario", default=None, metavar="LIST",
               help="Demo scenarios or groups, comma-separated (see `iolab scenarios`): default = the seed's "
@@ -146,96 +177,43 @@ def _default_output() -> Path:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def run_command(**kw: Any) -> None:
     """Reproduce the seed experiment (or measure your app) and print the tables.
+=======
+def _say(line: str) -> None:
+    try:
+        click.echo(line, err=True)
+    except OSError:  # stderr gone too: the exit code is all that is left to say it
+        pass
+>>>>>>> main
 
-    \b
-    Examples:
-      iolab run
-      iolab run --scenario sync,async -n 2000 -c 50 --rounds 5
-      iolab run --app mypkg.main:app --path /orders --path /health
-      iolab run --cpus 0 --memory 0 --unbuffered --markdown -
-      iolab run --driver wrk --duration 20s --keepalive
-      iolab run --rate 800 --duration 20s --hdr-log run.hlog
-      iolab run --html report.html
+
+def exit_code(args: Sequence[str] | None = None) -> int:
+    """Run the command line on ``args`` (default: sys.argv) and return its exit code.
+
+    The one place that maps outcomes to codes: iolab's errors (errors.py, README's table) to one line
+    ``error: …`` and their code; click's own usage errors to its message and 2; a failed write to
+    standard output (StdoutError, exit 11) like any other error. Anything else is a bug and keeps its
+    traceback.
     """
-    from iolab.cli.run import run_from_cli
-
-    run_from_cli(kw, default_output=_default_output())
-
-
-@cli.command("compare")
-@click.argument("base", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--fail-if", "gates", multiple=True, metavar="EXPR",
-              help="Exit 1 if EXPR holds for a scenario of BASE in NEW: 'p99_ms > +10%' (relative to BASE), "
-                   "'write_syscalls_per_request > 4' (absolute). Repeatable; prefix a scenario of BASE as "
-                   "'sync:rps < -5%'. Judged on the value the tables show: the median over the successful rounds "
-                   "(failed, non_2xx: their total). Also exit 1 when either run is not complete, a scenario of "
-                   "BASE is missing or not ok in NEW, or the metric was not measured; exit 2 for an unknown "
-                   "scenario or metric.")
-@click.option("--markdown", type=click.Path(path_type=Path), default=None,
-              help="Also write the comparison as Markdown ('-' = stdout).")
-@click.option("--html", type=click.Path(path_type=Path), default=None,
-              help="Also write the comparison as a self-contained HTML page with charts.")
-def compare_command(base: Path, new: Path, gates: tuple[str, ...], markdown: Path | None,
-                    html: Path | None) -> None:
-    """Compare two saved runs per scenario and metric; with --fail-if, act as a CI gate.
-
-    write_syscalls_per_request counts write, writev, pwrite and sendfile calls (/proc/PID/io syscw), not
-    send/sendto/sendmsg: a server that answers with send shows fewer than it makes.
-
-    \b
-    Examples:
-      iolab compare base.json new.json
-      iolab compare base.json new.json --fail-if "p99_ms > +10%" --fail-if "write_syscalls_per_request > 4"
-    """
-    from iolab.cli.run import compare_from_cli
-
-    compare_from_cli(base, new, gates, markdown, html)
+    try:
+        with _sigterm_as_interrupt(), guarded_stdout():
+            rv = cli.main(list(args) if args is not None else None, prog_name="iolab", standalone_mode=False)
+    except IolabError as exc:
+        _say(f"error: {exc}")
+        return exc.exit_code
+    except ScenarioChoiceError as exc:  # the demo's own (it imports nothing of the lab): bad input
+        _say(f"error: {exc}")
+        return UsageError.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:  # Ctrl-C while click itself parsed the options
+        _say(f"error: {Interrupted()}")
+        return Interrupted.exit_code
+    # A command returns None; --help and --version return click's code (0).
+    return rv if isinstance(rv, int) else EXIT_OK
 
 
-@cli.command("report")
-@click.argument("results_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["text", "md", "json", "html"]), default=None,
-              help="Output format (default: from -o's extension, else text).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Write here instead of stdout ('-' = stdout).")
-def report_command(results_file: Path, fmt: str | None, output: Path | None) -> None:
-    """Render a saved run (any older iolab.run version) as text, Markdown, JSON or an HTML page.
-
-    \b
-    Examples:
-      iolab report iolab-results/20260101-120000.json
-      iolab report results.json -o results.md
-      iolab report results.json -o report.html
-    """
-    from iolab.cli.run import report_from_cli
-
-    report_from_cli(results_file, fmt, output)
-
-
-@cli.command("scenarios")
-def scenarios_command() -> None:
-    """List the demo app's scenarios and what each isolates."""
-    from rich.console import Console
-
-    from iolab.demo.scenarios import table
-
-    Console(width=None if sys.stdout.isatty() else 200).print(table())
-
-
-# Commands that live in their own packages: (name, "module:attribute").
-_COMMANDS = (("micro", "iolab.cli.micro:micro_command"), ("sweep", "iolab.cli.sweep:sweep_command"))
-
-
-def _register() -> None:
-    import importlib
-
-    for name, target in _COMMANDS:
-        module, _, attr = target.partition(":")
-        cli.add_command(getattr(importlib.import_module(module), attr), name=name)
-
-
-def main() -> None:
-    _register()
-    cli(prog_name="iolab")
-
+def main(args: Sequence[str] | None = None) -> None:
+    """The ``iolab`` console script."""
+    fill_closed_std_fds()
+    sys.exit(exit_code(args))

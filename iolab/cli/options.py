@@ -1,9 +1,10 @@
-"""Options that more than one command takes, declared and parsed once (``iolab run``, ``iolab sweep``)."""
+"""Options that more than one command takes, declared and parsed once (``iolab run``, ``iolab sweep``),
+and :func:`option_group`, which makes one decorator of several options."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import click
 
@@ -13,19 +14,33 @@ from iolab.measure.limits import LimitsRequest, check_memory_limit, parse_cpus, 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def limit_options(f: F) -> F:
-    """--cpus, --memory, --pin/--no-pin, --require-limits (the seed's 0.5 CPU and 256 MB by default)."""
-    for option in reversed((
-        click.option("--cpus", default="0.5", show_default=True,
-                     help="CPU limit for the server (0 = none; at least 0.01)."),
-        click.option("--memory", default="256M", show_default=True,
-                     help="Memory limit for the server (0 = none; at least 32M)."),
-        click.option("--pin/--no-pin", default=True, show_default=True,
-                     help="Pin the server and the load driver to different cores."),
-        click.option("--require-limits", is_flag=True, help="Fail instead of running without the limits."),
-    )):
-        f = option(f)
-    return f
+class Options(Protocol):
+    """A decorator that adds click options to a command function."""
+
+    def __call__(self, f: F, /) -> F: ...
+
+
+def option_group(*options: Options) -> Options:
+    """Several click options as one decorator, applied in the order given (so `--help` lists them so)."""
+
+    def apply(f: F) -> F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
+
+
+# --cpus, --memory, --pin/--no-pin, --require-limits (the seed's 0.5 CPU and 256 MB by default).
+limit_options = option_group(
+    click.option("--cpus", default="0.5", show_default=True,
+                 help="CPU limit for the server (0 = none; at least 0.01)."),
+    click.option("--memory", default="256M", show_default=True,
+                 help="Memory limit for the server (0 = none; at least 32M)."),
+    click.option("--pin/--no-pin", default=True, show_default=True,
+                 help="Pin the server and the load driver to different cores."),
+    click.option("--require-limits", is_flag=True, help="Fail instead of running without the limits."),
+)
 
 
 def limits_request(kw: dict[str, Any]) -> LimitsRequest:

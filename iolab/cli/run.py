@@ -1,19 +1,34 @@
-"""``iolab run`` as the CLI uses it: options → RunConfig, a progress bar, the report, the files."""
+"""``iolab run``: its options (in groups, one decorator each), options → RunConfig, the run, the report.
+
+A feature adds its options as one more group (``FOO_OPTIONS = option_group(click.option(...), ...)``) and
+one decorator line on :func:`run_command`; :func:`build_config` reads its values from ``kw``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+<<<<<<< HEAD
 from iolab.cli.options import limits_request
 from iolab.cli.opts_net import net_request
 from iolab.demo.scenarios import select, skipped
 from iolab.errors import DegradedRunError, NothingMeasuredError, ServerDiedError, UsageError
+=======
+from iolab.analysis.knowledge import NONE, ScenarioKnowledge
+from iolab.cli.options import limit_options, limits_request, option_group
+from iolab.cli.opts_scale import scale_fields, scale_options
+from iolab.cli.progress import LineReporter, ProgressReporter
+from iolab.demo.scenarios import knowledge, select, skipped
+from iolab.errors import DegradedRunError, NothingMeasuredError, ServerDiedError, StdoutError, UsageError
+>>>>>>> main
 from iolab.measure.config import DEMO_APP, RunConfig, ScenarioSpec
 from iolab.measure.drivers import validate
 from iolab.measure.drivers.base import LoadSpec, parse_duration
@@ -23,7 +38,7 @@ from iolab.measure.sinks import parse_rate
 from iolab.measure.targets import AppTarget, CommandTarget, RunningTarget, Target, check_pid, check_url
 from iolab.outputs import OutputKeeper, check_outputs
 from iolab.report import markdown, terminal
-from iolab.results import RoundRecord, RunResult
+from iolab.results import RunResult
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -82,7 +97,7 @@ def _target(kw: dict[str, Any]) -> tuple[Target, tuple[ScenarioSpec, ...]]:
         scenarios = paths or (parse_path_scenario(urlsplit(url).path or "/"),)
         if cmd:
             return CommandTarget(command=cmd, url=url), scenarios
-        if pid is not None:
+        if pid is not None and not kw.get("agent_url"):  # with --agent the PID is on the agent's host
             check_pid(pid)
         return RunningTarget(url=url, pid=pid), scenarios
     if paths:
@@ -127,6 +142,9 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
     return RunConfig(
         scenarios=scenarios,
         target=target,
+        # Only the demo's scenarios are known: a user's app gets no demo pairs, notes or attribution.
+        knowledge=ScenarioKnowledge(**knowledge()) if isinstance(target, AppTarget) and target.kind == "demo"
+        else NONE,
         compare=tuple(pairs),
         requests=kw["requests"],
         concurrency=kw["concurrency"],
@@ -151,74 +169,12 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         work_us=kw.get("work_us", 0),
         sink_latency_ms=kw.get("sink_latency_ms", 0.0),
         max_error_pct=kw.get("max_error_pct", MAX_ERROR_PCT),
+<<<<<<< HEAD
         network=net_request(kw, scenarios),
+=======
+        **scale_fields(kw),
+>>>>>>> main
     )
-
-
-class ProgressReporter:
-    """A rich progress bar on stderr: one line per scenario-round, showing the requests sent."""
-
-    def __init__(self, console: Console) -> None:
-        self._bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=False,
-        )
-        self._task: Any = None
-        self._label = ""
-
-    def __enter__(self) -> ProgressReporter:
-        self._bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.stop()
-
-    def scenario_started(self, round_no: int, rounds: int, name: str, index: int, total: int) -> None:
-        self._label = f"round {round_no}/{rounds} · {name}"
-        self._task = self._bar.add_task(self._label, total=None)
-
-    def phase(self, text: str) -> None:
-        if self._task is not None:
-            self._bar.update(self._task, description=f"{self._label} · {text}", completed=0, total=None)
-
-    def progress(self, done: int, total: int) -> None:
-        if self._task is not None:
-            self._bar.update(self._task, completed=done, total=total)
-
-    def scenario_finished(self, record: RoundRecord) -> None:
-        if self._task is not None:
-            state = {"ok": "done", "degraded": "DEGRADED"}.get(record.status, "FAILED")
-            self._bar.update(self._task, description=f"{self._label} · {state}")
-
-
-class LineReporter:
-    """Without a terminal (CI, a pipe): one line per scenario-round on stderr."""
-
-    def __init__(self, console: Console) -> None:
-        self._console = console
-        self._label = ""
-
-    def scenario_started(self, round_no: int, rounds: int, name: str, index: int, total: int) -> None:
-        self._label = f"round {round_no}/{rounds} · {name} ({index}/{total})"
-
-    def phase(self, text: str) -> None:
-        pass
-
-    def progress(self, done: int, total: int) -> None:
-        pass
-
-    def scenario_finished(self, record: RoundRecord) -> None:
-        self._console.print(f"{self._label}: {round_line(record)}", highlight=False)
-
-
-def round_line(record: RoundRecord) -> str:
-    """One round in a few words; figures only for a round that measured them (a failed one has none)."""
-    if record.status == "failed":
-        return f"FAILED — {record.error}"
-    rps = "— req/s" if record.rps is None else f"{record.rps:,.0f} req/s"
-    p50 = "p50 —" if record.latency_ms.p50 is None else f"p50 {record.latency_ms.p50:.1f} ms"
-    text = f"{record.requests:,} requests, {rps}, {p50}"
-    return text if record.status == "ok" else f"{text}; DEGRADED — {record.error}"
 
 
 def write_outputs(result: RunResult, markdown_path: Path | None, console: Console,
@@ -264,9 +220,11 @@ def run_from_cli(kw: dict[str, Any], default_output: Path) -> RunResult:
         # Every round ran, and some is not ok: the report still shows what was measured (— where nothing
         # was), then the error line says why the exit code is not 0 (its own code; a fallback file was
         # already named on stderr).
+        # A stdout that fails meanwhile does not hide that code: the run's own failure says more.
         if experiment.finished is not None:
-            write_outputs(experiment.finished, kw.get("markdown"), out, kw.get("html"), keeper)
-            out.print(f"results: {keeper.where(config.output)}", highlight=False)
+            with contextlib.suppress(StdoutError):
+                write_outputs(experiment.finished, kw.get("markdown"), out, kw.get("html"), keeper)
+                out.print(f"results: {keeper.where(config.output)}", highlight=False)
         raise
     write_outputs(result, kw.get("markdown"), out, kw.get("html"), keeper)
     out.print(f"results: {keeper.where(config.output)}", highlight=False)
@@ -276,74 +234,128 @@ def run_from_cli(kw: dict[str, Any], default_output: Path) -> RunResult:
     return result
 
 
-def compare_from_cli(base_path: Path, new_path: Path, gate_texts: tuple[str, ...],
-                     markdown_path: Path | None, html_path: Path | None = None) -> None:
-    from iolab import results
-    from iolab.analysis.compare import compare_runs, parse_gate
-    from iolab.errors import GateFailedError
-    from iolab.report import tables
+# ---------------------------------------------------------------------------------------- the command
+# Option groups, in the order `iolab run --help` lists them. Each is one decorator line on run_command.
 
-    # Unwritable outputs are bad input (exit 2), found before anything is read or any gate judged.
-    check_outputs(("--markdown", markdown_path), ("--html", html_path), stdout=("--markdown",))
-    keeper = OutputKeeper()
-    gates = [parse_gate(g) for g in gate_texts]  # a malformed gate fails before any file is read
-    base = results.load(base_path)
-    new = results.load(new_path)
-    rc = compare_runs(base, new, gates, labels=(str(base_path), str(new_path)))
-    out = Console() if sys.stdout.isatty() else Console(width=200)
-    paths = {s.name: s.path for s in (*base.scenarios, *new.scenarios)}
-    tabs = tables.comparison_tables(rc.comparisons, paths)
-    if not tabs and not rc.failures:  # with gates, a new run that has lost every scenario is a regression
-        raise UsageError(f"{base_path} and {new_path} have no successful scenario in common")
-    for t in tabs:
-        out.print(terminal.rich_table(t))
-    for name in rc.only_in_base:
-        out.print(f"only in base: {name}", highlight=False)
-    for name in rc.only_in_new:
-        out.print(f"only in new: {name}", highlight=False)
-    if markdown_path is not None:
-        text = "\n\n".join(markdown.table(t) for t in tabs) + "\n"
-        if str(markdown_path) == "-":
-            sys.stdout.write(text)
-        else:
-            keeper.write("--markdown", markdown_path, text)
-    if html_path is not None:  # before the gates decide the exit code: a failing CI keeps its page
-        from iolab.report import html
+TARGET_OPTIONS = option_group(
+    click.option("--scenario", "scenario", default=None, metavar="LIST",
+                 help="Demo scenarios or groups, comma-separated (see `iolab scenarios`): default = the seed's "
+                      "four and their four controls, all = every installed scenario, catalog = the strategies "
+                      "beyond those eight."),
+    click.option("--app", default=None, metavar="MODULE:ATTR",
+                 help="Your ASGI app instead of the demo, e.g. mypkg.main:app (needs --path)."),
+    click.option("--app-dir", default=None, type=click.Path(file_okay=False),
+                 help="Directory to import --app from (default: the current one)."),
+    click.option("--path", "paths", multiple=True, metavar="[NAME=][METHOD:]PATH",
+                 help="A path to measure (with --app, --cmd or --url); repeat for several, one fresh server "
+                      "each. E.g. /health, orders=POST:/orders."),
+    click.option("--server", type=click.Choice(["uvicorn", "hypercorn", "granian"]), default="uvicorn",
+                 show_default=True, help="ASGI server for --app (hypercorn/granian where installed)."),
+    click.option("--loop", type=click.Choice(["auto", "asyncio", "uvloop"]), default="auto", show_default=True,
+                 help="Event loop of the served app."),
+    click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+                 help="Server worker processes (the probe sums the whole process tree)."),
+    click.option("--cmd", default=None, metavar="COMMAND",
+                 help="Start this server command per scenario (split like a shell, no shell); needs --url."),
+    click.option("--url", default=None, metavar="URL",
+                 help="Where the server answers: with --cmd, or alone for a server that is already running."),
+    click.option("--pid", default=None, type=int,
+                 help="With --url alone: the running server's PID, to measure its OS costs (else latency only)."),
+    click.option("--allow-remote", is_flag=True, help="Allow a --url that is not on loopback."),
+    click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="Request header (repeatable)."),
+    click.option("--body", type=click.Path(dir_okay=False), default=None, help="Request body from this file."),
+)
 
-        keeper.write("--html", html_path, html.render_comparison(rc, (str(base_path), str(new_path)), gates))
-    keeper.raise_if_fell_back()
-    if gates:  # after every output is written: a failing CI keeps its tables and page
-        for check in rc.passed:
-            out.print(f"gate passed: {check.describe()}", highlight=False, markup=False, soft_wrap=True)
-        for f in rc.failures:
-            print(f"gate failed: {f.describe()}", file=sys.stderr)
-        if rc.failures:
-            raise GateFailedError(rc.gate_summary())
-        out.print(rc.gate_summary(), highlight=False, markup=False)
+LOAD_OPTIONS = option_group(
+    click.option("-n", "--requests", default=10_000, show_default=True, type=click.IntRange(1),
+                 help="Measured requests per scenario and round (ab -n)."),
+    click.option("-c", "--concurrency", default=100, show_default=True, type=click.IntRange(1),
+                 help="Requests in flight at once (ab -c)."),
+    click.option("--driver", type=click.Choice(["builtin", "ab", "wrk", "hey", "locust"]), default="builtin",
+                 show_default=True, help="Load generator: iolab's own, or ApacheBench, wrk, hey (must be installed), "
+                                         "Locust (pip install 'iolab[scale]')."),
+    click.option("--duration", default=None, metavar="D",
+                 help="Run the measured load for this long (20s, 500ms, 2m) instead of -n requests."),
+    click.option("--rate", default=None, type=click.FloatRange(min=0, min_open=True), metavar="R",
+                 help="Open loop: R requests/s, each due at its time whether or not the server kept up; latency "
+                      "counted from the due time (needs --duration; builtin driver)."),
+    click.option("--arrival", type=click.Choice(["uniform", "poisson"]), default="uniform", show_default=True,
+                 help="Open loop: fixed intervals or Poisson arrivals."),
+    click.option("--hdr-log", "hdr_log", type=click.Path(path_type=Path), default=None,
+                 help="Also write every round's latencies as an HdrHistogram log (µs), for HdrHistogram's tools."),
+    click.option("--warmup", default=1_000, show_default=True, type=click.IntRange(0),
+                 help="Requests sent before measuring, on the same server."),
+    click.option("--keepalive/--no-keepalive", default=False, show_default=True,
+                 help="Reuse connections (default: a new connection per request, as ab does)."),
+    click.option("--timeout", "timeout_s", default=30.0, show_default=True, type=click.FloatRange(min=0.001),
+                 help="Seconds before a request counts as timed out."),
+    click.option("--max-error-pct", "max_error_pct", default=1.0, show_default=True,
+                 type=click.FloatRange(0, 100),
+                 help="A round whose requests fail or get a status outside 2xx/3xx in more than this share (%) "
+                      "is flagged degraded (exit 8); one where none succeeds measured nothing (exit 7)."),
+    click.option("--interval", "interval_s", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+                 help="Seconds between /proc samples (pidstat's interval)."),
+    click.option("--rounds", default=3, show_default=True, type=click.IntRange(1),
+                 help="Rounds; each runs every scenario once, in rotated order (verdicts need ≥ 2)."),
+    click.option("--compare", "compare", multiple=True, metavar="A:B",
+                 help="A pair of scenarios to compare (repeatable; default: the demo's controls and seed pairs)."),
+)
+
+LIMIT_OPTIONS = limit_options  # --cpus, --memory, --pin/--no-pin, --require-limits (shared with `iolab sweep`)
+
+SERVER_OPTIONS = option_group(
+    click.option("--unbuffered", is_flag=True,
+                 help="Run the server with PYTHONUNBUFFERED=1 (default: removed, Python's block buffering)."),
+    click.option("--stdout", "stdout_kind", default="pipe", show_default=True,
+                 type=click.Choice(["pipe", "file", "null", "tty", "slow"]),
+                 help="Where the server's stdout/stderr go."),
+    click.option("--sink-rate", default="400KB/s", show_default=True,
+                 help="Read rate of --stdout slow."),
+    click.option("--work-us", default=0, show_default=True, type=click.IntRange(0),
+                 help="Demo app: each request also burns this many µs of CPU."),
+    click.option("--sink-latency", "sink_latency_ms", default=0.0, show_default=True, type=click.FloatRange(0),
+                 help="Demo app: each log write blocks this many ms (a slow log sink)."),
+    click.option("--port", default=None, type=click.IntRange(1, 65535),
+                 help="Port for the server on 127.0.0.1 (default: a free one per server)."),
+    click.option("--ready-timeout", "ready_timeout_s", default=30.0, show_default=True,
+                 type=click.FloatRange(min=0.1), help="Seconds to wait for the server to accept connections."),
+)
+
+# Output paths are not click.Path(dir_okay=False): iolab.outputs checks them all (a directory, a device, a
+# FIFO, an unwritable place …) before anything is measured, with one `error:` line naming the option.
+OUTPUT_OPTIONS = option_group(
+    click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+                 help="Results file (JSON, iolab.run/1). Default: iolab-results/<timestamp>.json"),
+    click.option("--markdown", type=click.Path(path_type=Path), default=None,
+                 help="Also write the tables as GitHub Markdown ('-' = stdout)."),
+    click.option("--html", type=click.Path(path_type=Path), default=None,
+                 help="Also write a self-contained HTML report with charts (opens offline)."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+)
 
 
-def report_from_cli(results_file: Path, fmt: str | None, output: Path | None) -> None:
-    from iolab import results
+def default_output() -> Path:
+    return Path("iolab-results") / f"{dt.datetime.now():%Y%m%d-%H%M%S}.json"
 
-    check_outputs(("-o", output), stdout=("-o",))
-    result = results.load(results_file)
-    if fmt is None:
-        suffix = output.suffix.lower() if output is not None and str(output) != "-" else ""
-        fmt = {".md": "md", ".markdown": "md", ".json": "json", ".html": "html",
-               ".htm": "html"}.get(suffix, "text")
-    if fmt == "html":
-        from iolab.report import html
 
-        text = html.render(result)
-    elif fmt == "md":
-        text = markdown.render(result)
-    elif fmt == "json":
-        text = results.dumps(result)
-    else:
-        text = terminal.render(result, width=160)
-    if output is None or str(output) == "-":
-        sys.stdout.write(text)
-    else:
-        keeper = OutputKeeper()
-        keeper.write("-o", output, text)
-        keeper.raise_if_fell_back()
+@click.command("run")
+@TARGET_OPTIONS
+@LOAD_OPTIONS
+@LIMIT_OPTIONS
+@SERVER_OPTIONS
+@OUTPUT_OPTIONS
+@scale_options
+def run_command(**kw: Any) -> None:
+    """Reproduce the seed experiment (or measure your app) and print the tables.
+
+    \b
+    Examples:
+      iolab run
+      iolab run --scenario sync,async -n 2000 -c 50 --rounds 5
+      iolab run --app mypkg.main:app --path /orders --path /health
+      iolab run --cpus 0 --memory 0 --unbuffered --markdown -
+      iolab run --driver wrk --duration 20s --keepalive
+      iolab run --rate 800 --duration 20s --hdr-log run.hlog
+      iolab run --html report.html
+    """
+    run_from_cli(kw, default_output=default_output())

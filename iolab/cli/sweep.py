@@ -1,7 +1,7 @@
 """``iolab sweep``: options → SweepSpec, one line of progress per measured round, tables, files.
 
-Registered by iolab/cli/main.py as ("sweep", "iolab.cli.sweep:sweep_command"); its IolabErrors become
-``error: …`` there. ``python -m iolab.cli.sweep …`` runs it the same way before that registration.
+Listed in iolab/cli/main.py as ("sweep", "iolab.cli.sweep:sweep_command"); its IolabErrors become
+``error: …`` there.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class LineReporter:
     def round_finished(self, record: RoundRecord, name: str) -> None:
         if self._quiet:
             return
-        from iolab.cli.run import round_line
+        from iolab.cli.progress import round_line
 
         self._c.print(f"  {name}: {round_line(record)}", highlight=False)
 
@@ -123,6 +123,7 @@ def sweep_command(**kw: Any) -> None:
     from iolab.analysis.sweep import grid
     from iolab.measure.sweep import Sweep, SweepSpec, cell_file
     from iolab.report.sweep import render_heatmap_svg, render_html, values_table, winner_table
+    from iolab.report.terminal import rich_table
 
     names = tuple(s.name for s in select(kw["scenario"]))
     output: Path = kw["output"] or Path("iolab-results") / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
@@ -153,8 +154,8 @@ def sweep_command(**kw: Any) -> None:
     if kw["html"] is not None:
         keeper.write("--html", kw["html"], render_html(result, svg))
     out = Console() if sys.stdout.isatty() else Console(width=200)
-    out.print(winner_table(result))
-    out.print(values_table(result))
+    out.print(rich_table(winner_table(result)))
+    out.print(rich_table(values_table(result)))
     out.print(result.reading, highlight=False)
     page = f" · page: {keeper.where(kw['html'])}" if kw["html"] else ""
     out.print(f"sweep: {keeper.where(output)} · heat map: {keeper.where(svg_path)}{page} · {result.wall_s:.0f} s",
@@ -164,15 +165,3 @@ def sweep_command(**kw: Any) -> None:
         raise error  # its own code wins; a fallback was already named on stderr
     keeper.raise_if_fell_back()
 
-
-def main() -> None:
-    """``python -m iolab.cli.sweep``: the command inside iolab's CLI group (its error mapping included)."""
-    from iolab.cli.main import cli
-
-    if "sweep" not in cli.commands:
-        cli.add_command(sweep_command, name="sweep")
-    cli(["sweep", *sys.argv[1:]], prog_name="iolab")
-
-
-if __name__ == "__main__":
-    main()

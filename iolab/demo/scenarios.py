@@ -1,7 +1,8 @@
 """The demo app's scenarios: one path each, what each isolates, and which control it pairs with.
 
-This module is the one source of truth about the demo's structure: ``iolab.analysis.verdict`` reads the controls,
-the log-code phrases and the peer pairs from here. It imports nothing heavy (no FastAPI, no loggers).
+This module is the one source of truth about the demo's structure: :func:`knowledge` hands the controls,
+the log-code phrases and the peer pairs to the analysis, which imports nothing of the demo. It imports
+nothing heavy (no FastAPI, no loggers).
 
 Groups for ``--scenario``: ``default`` — the seed's four endpoints, the two no-logging controls and the
 StreamHandler pair, what ``iolab run`` measures when given no ``--scenario``; ``all`` — every scenario
@@ -134,7 +135,6 @@ DEFAULT_EIGHT = ("sync", "async", "sync-raw", "async-raw", "noop-sync", "noop-as
 CATALOG_ORDER = tuple(s.name for s in DEMO_SCENARIOS if s.catalog)
 # Every scenario, for listings (`iolab scenarios`) and `--scenario all`.
 ALL_ORDER = DEFAULT_EIGHT + CATALOG_ORDER
-DEFAULT_ORDER = ALL_ORDER  # kept for cli.py's `iolab scenarios`, which lists every scenario
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "default": DEFAULT_EIGHT,
@@ -157,9 +157,12 @@ def unavailable(name: str) -> str | None:
     return None
 
 
-def _resolve(names: str | None) -> tuple[list[Scenario], list[tuple[str, str]]]:
-    from iolab.errors import UsageError
+class ScenarioChoiceError(ValueError):
+    """An unknown scenario, or one whose package is missing; the CLI reports it as a usage error (exit 2).
+    Not an iolab.errors class: the demo runs inside the server under test and imports nothing of the lab."""
 
+
+def _resolve(names: str | None) -> tuple[list[Scenario], list[tuple[str, str]]]:
     out: list[Scenario] = []
     skipped: list[tuple[str, str]] = []
     items = [n.strip().lstrip("/") for n in (names or "default").split(",")]
@@ -167,24 +170,24 @@ def _resolve(names: str | None) -> tuple[list[Scenario], list[tuple[str, str]]]:
         explicit = item not in GROUPS
         if explicit and item not in BY_NAME:
             known = ", ".join((*GROUPS, *ALL_ORDER))
-            raise UsageError(f"unknown scenario {item!r} (known: {known}; see `iolab scenarios`)")
+            raise ScenarioChoiceError(f"unknown scenario {item!r} (known: {known}; see `iolab scenarios`)")
         for name in (item,) if explicit else GROUPS[item]:
             reason = unavailable(name)
             if reason is not None:
                 if explicit:
-                    raise UsageError(f"scenario {name!r} {reason}")
+                    raise ScenarioChoiceError(f"scenario {name!r} {reason}")
                 skipped.append((name, reason))
             elif BY_NAME[name] not in out:
                 out.append(BY_NAME[name])
     if not out:
-        raise UsageError("no scenario selected")
+        raise ScenarioChoiceError("no scenario selected")
     return out, skipped
 
 
 def select(names: str | None) -> tuple[Scenario, ...]:
     """Scenarios by comma-separated names and groups (None = "default", the eight).
 
-    A named scenario whose optional logger is missing is a UsageError naming the extra; inside a group
+    A named scenario whose optional logger is missing is a ScenarioChoiceError naming the extra; inside a group
     it is skipped (see :func:`skipped`).
     """
     return tuple(_resolve(names)[0])
@@ -198,22 +201,30 @@ def skipped(names: str | None) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------ verdict structure
 
 
-def controls() -> dict[str, str]:
-    """Each logging scenario → the control it differs from only by its logging code."""
-    return {s.name: s.control for s in DEMO_SCENARIOS if s.control and s.log_code}
+# The blog's comparisons (design.md): the `def` scenario first, as the blog put it.
+SEED_PAIRS: tuple[tuple[str, str], ...] = (("sync", "async"), ("sync-raw", "async-raw"))
+# Why a scenario may write nothing to stdout, when we know.
+NO_OUTPUT_REASONS = {
+    "sync": "its logger has no handler, so its INFO records are dropped: it measures a `def` endpoint, not logging",
+}
 
 
-def log_codes() -> dict[str, str]:
-    return {s.name: s.log_code for s in DEMO_SCENARIOS if s.log_code}
-
-
-def peer_pairs() -> tuple[tuple[str, str], ...]:
-    """(peer, scenario) pairs worth a head-to-head verdict, e.g. (async-blocking-log, queue-async)."""
-    return tuple((p, s.name) for s in DEMO_SCENARIOS for p in s.peers)
-
-
-def expects_output() -> frozenset[str]:
-    return frozenset(s.name for s in DEMO_SCENARIOS if s.writes)
+def knowledge() -> dict[str, Any]:
+    """What the analysis should know about the demo's scenarios, as the fields of
+    ``iolab.analysis.knowledge.ScenarioKnowledge`` (plain data: the demo imports nothing of the lab):
+    each logging scenario's control (it differs only by its logging code), what that code is, the peer
+    and seed pairs, who writes."""
+    return dict(
+        controls={s.name: s.control for s in DEMO_SCENARIOS if s.control and s.log_code},
+        log_code={s.name: s.log_code for s in DEMO_SCENARIOS if s.log_code},
+        control_pair=(_S, _A),
+        control_pair_differs_by=("`def`", "`async def`"),
+        seed_pairs=SEED_PAIRS,
+        # (peer, scenario) pairs worth a head-to-head verdict, e.g. (async-blocking-log, queue-async).
+        peer_pairs=tuple((p, s.name) for s in DEMO_SCENARIOS for p in s.peers),
+        expects_output=frozenset(s.name for s in DEMO_SCENARIOS if s.writes),
+        no_output_reasons=NO_OUTPUT_REASONS,
+    )
 
 
 def table() -> Any:

@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -19,14 +19,20 @@ from typing import Protocol
 from iolab import __version__, results
 from iolab.analysis import advice, verdict
 from iolab.analysis.aggregate import aggregate, window_samples
+<<<<<<< HEAD
 from iolab.errors import IolabError, NoSuchProcess, ServerStartError
 from iolab.measure import facts, hdrlog, netrun
+=======
+from iolab.errors import IolabError, NoSuchProcess, ProbeError, ServerStartError
+from iolab.measure import facts, hdrlog, procfs, procs
+from iolab.measure.agent_client import AgentClient, AgentProbe, make_probe
+>>>>>>> main
 from iolab.measure.config import RunConfig, ScenarioSpec
 from iolab.measure.drivers import get_driver
 from iolab.measure.drivers.base import LoadResult, LoadSpec
 from iolab.measure.drivers.summary import behind_schedule, failure_breakdown, outcome, successful
 from iolab.measure.limits import AppliedLimits, LimitSession
-from iolab.measure.probe import Counters, Probe, delta, thread_totals
+from iolab.measure.probe import Counters, delta, thread_totals
 from iolab.measure.record import ServerSide, failed_round, measured_round, noise_figures, run_error
 from iolab.measure.server import LOOPBACK, ServerProcess
 from iolab.measure.sinks import Sink, SinkWatch, make_sink, python_buffering
@@ -106,13 +112,30 @@ def server_env(config: RunConfig) -> dict[str, str]:
 def _fd_nonblocking(pid: int, fd: int = 1) -> bool | None:
     """Is the server's fd 1 in O_NONBLOCK mode? (aiologger switches it for the whole process.)"""
     try:
-        with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("flags:"):
-                    return bool(int(line.split()[1], 8) & os.O_NONBLOCK)
-    except (OSError, ValueError):
+        return bool(procfs.fd_flags(pid, fd) & os.O_NONBLOCK)
+    except ProbeError:
         return None
-    return None
+
+
+@contextlib.contextmanager
+def saved_on_error(save: Callable[[str], object]) -> Iterator[None]:
+    """Partial results reach the disk before an exception propagates: "interrupted" on Ctrl-C, else
+    "failed"."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        save("interrupted")
+        raise
+    except BaseException:
+        save("failed")
+        raise
+
+
+def probe_failed(scenario: str, round_no: int, error: BaseException) -> RunWarning:
+    """The probe's sampler stopped on an error: the samples after it (rates, peak RSS) are missing."""
+    return RunWarning("probe-failed", f"{scenario}, round {round_no}: sampling the server's /proc stopped "
+                      f"early ({type(error).__name__}: {error}); the per-second samples and the sampled peak "
+                      "RSS end there")
 
 
 def stdout_log_path(output: Path, scenario: str, round_no: int) -> Path:
@@ -146,16 +169,6 @@ def _worth_measuring(warm: LoadResult | None, watch: SinkWatch | None, server: S
     return server is None or server.poll() is None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _tail_text(tail: tuple[str, ...], n: int = 3) -> str:
     lines = [t.strip() for t in tail if t.strip()][-n:]
     return ("; last output: " + " | ".join(lines)) if lines else ""
@@ -163,7 +176,6 @@ def _tail_text(tail: tuple[str, ...], n: int = 3) -> str:
 
 class Experiment:
     def __init__(self, config: RunConfig, reporter: Reporter | None = None,
-                 driver: Callable[[LoadSpec, Callable[[int, int], None] | None], LoadResult] | None = None,
                  keeper: OutputKeeper | None = None) -> None:
         self.config = config
         self.reporter: Reporter = reporter or SilentReporter()
@@ -175,8 +187,12 @@ class Experiment:
         # that is not ok), for a report of what was measured; None before that.
         self.finished: RunResult | None = None
         # get_driver fails now, before any server starts, when an external tool is not installed.
+<<<<<<< HEAD
         self._drive = driver or get_driver(config.driver).run
         self.net: netrun.NetSession | None = None  # the run's network (issue 20), while run() runs
+=======
+        self._drive = get_driver(config.driver, config.locust).run
+>>>>>>> main
         self.state = _State(
             config=config,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -207,7 +223,7 @@ class Experiment:
         check_outputs(*experiment_outputs(cfg))  # before any server starts (and before a save can fail)
         specs = cfg.scenarios
         status = "complete"
-        try:
+        with saved_on_error(self.save):
             for r in range(cfg.rounds):
                 # Rotate the order each round so slow drift on a shared machine hits all scenarios alike.
                 order = specs[r % len(specs):] + specs[: r % len(specs)]
@@ -219,12 +235,6 @@ class Experiment:
                     self.state.rounds.setdefault(spec.name, []).append(record)
                     self.reporter.scenario_finished(record)
                     self.save("running")
-        except KeyboardInterrupt:
-            self.save("interrupted")
-            raise
-        except BaseException:
-            self.save("failed")
-            raise
         failed = any(rec.status == "failed" for rs in self.state.rounds.values() for rec in rs)
         result = self.save("failed" if failed else status)
         self.finished = result
@@ -251,11 +261,13 @@ class Experiment:
         measured = {n: s for n, s in by_name.items() if any(r.measured for r in s.rounds)}
         # Only pairs whose two scenarios have been measured (a snapshot is also taken mid-run).
         pairs = None if self.pairs is None else [(a, b) for a, b in self.pairs if a in ok and b in ok]
-        comparisons = verdict.compare_all(ok, pairs) if len(ok) >= 2 else []
+        known = cfg.knowledge
+        comparisons = verdict.compare_all(ok, pairs, knowledge=known) if len(ok) >= 2 else []
         attribution: list[str] = []
-        if cfg.is_demo and len(ok) >= 2:
+        if len(ok) >= 2:  # none without knowledge of the scenarios' controls (a user's app)
             # The mean, not p50: under the quota p50 jumps between the distribution's two modes (advice.py).
-            attribution = verdict.attribute(ok, "mean_ms")[:-1] + verdict.attribute(ok, "cpu_ms_per_request")
+            attribution = (verdict.attribute(ok, "mean_ms", known)[:-1]
+                           + verdict.attribute(ok, "cpu_ms_per_request", known))
         return RunResult(
             schema=results.SCHEMA,
             created=self.state.created,
@@ -292,6 +304,13 @@ class Experiment:
             if target.server == "uvicorn":
                 env["uvicorn"] = {**facts.uvicorn_implementations(target.loop), "access_log": True}
         env["server"] = facts.server_facts(target)
+        env["probe"] = cfg.agent.describe() if cfg.agent else {"kind": "local"}
+        if cfg.agent and isinstance(target, RunningTarget) and target.pid is not None:
+            # The PID is on the agent's host: what is known of it comes from there (and fails now if the
+            # agent is unreachable or refuses the token or the PID, before any load).
+            seen = AgentClient(cfg.agent).call("GET", f"/v1/processes/{target.pid}")
+            env["server"] = {"known_from": f"agent {cfg.agent.url}", "pid": target.pid,
+                             **{k: seen.get(k) for k in ("cmdline", "executable")}}
         running = isinstance(target, RunningTarget)
         env["stdout"] = {
             "kind": "unknown" if running else cfg.stdout,
@@ -321,7 +340,8 @@ class Experiment:
         out += advice.buffering_warnings(cfg.stdout, python_buffering(cfg.stdout, cfg.unbuffered))
         applied_cpus = self.state.limits.get("cpus") if self.state.limits else None
         out += advice.scenario_warnings(
-            scenarios, float(applied_cpus) if isinstance(applied_cpus, (int, float)) and applied_cpus else None)
+            scenarios, float(applied_cpus) if isinstance(applied_cpus, (int, float)) and applied_cpus else None,
+            cfg.knowledge)
         server = self.state.environment.get("server")
         out += advice.write_syscalls_scope(server if isinstance(server, dict) else {},
                                            bool(cfg.target.describe().get("server_measured")))
@@ -397,7 +417,7 @@ class Experiment:
                         timeout_s=cfg.timeout_s, method=spec.method, headers=cfg.headers, body=cfg.body,
                         cpus=applied.load_cpus if applied else None, rate=cfg.rate, duration_s=cfg.duration_s,
                         arrival=cfg.arrival)
-        probe = Probe(pid, interval_s=cfg.interval_s) if pid is not None else None
+        probe = make_probe(cfg.agent, pid, cfg.interval_s) if pid is not None else None
         # A server blocked writing to a stalled sink answers nothing more: stop it, so the driver's
         # requests fail at once instead of each waiting out --timeout, and say why the round ended.
         watch = SinkWatch(server.sink, lambda _msg: _kill_group(server)) if server is not None else None
@@ -424,7 +444,7 @@ class Experiment:
                     c0 = None
                 if not vanished and _worth_measuring(warm, watch, server) and (probe is None or c0 is not None):
                     self.reporter.phase("measuring")
-                    cpu0 = facts.read_cpu_times()
+                    cpu0 = procfs.cpu_times()
                     throttle0 = session.read_cpu_stat() if session else {}
                     t0, started_epoch_s = time.monotonic(), time.time()
                     with self.net.during_load() if self.net else contextlib.nullcontext():
@@ -434,12 +454,15 @@ class Experiment:
                         c1 = probe.read() if probe else None
                     except NoSuchProcess:
                         c1 = None
-                    cpu1 = facts.read_cpu_times()
+                    cpu1 = procfs.cpu_times()
                     throttle1 = session.read_cpu_stat() if session else {}
-                    nonblocking = _fd_nonblocking(pid) if pid is not None else None
+                    nonblocking = _fd_nonblocking(pid) if pid is not None and cfg.agent is None else None
         finally:
             if probe is not None:
                 probe.stop()
+                if probe.error is not None:
+                    self.state.warnings.append(probe_failed(spec.name, round_no, probe.error))
+                self._agent_cost(probe)
         lost = vanished or (probe is not None and load is not None and c1 is None)  # /proc went away
         cut = self._cut_short(spec, round_no, started, url, pid, server, session, stdout_info, watch, warm, load,
                               lost)
@@ -469,9 +492,21 @@ class Experiment:
             self._after_load(spec, round_no, started_epoch_s, load)
         return measured_round(round_no, started, load, side, stdout, rusage, noise, tail, verdict_of_load)
 
+    def _agent_cost(self, window: object) -> None:
+        """The agent's CPU per /proc reading, summed over the run's windows, into environment.probe."""
+        if not isinstance(window, AgentProbe):
+            return
+        cost = window.cost
+        probe = self.state.environment.get("probe")
+        n, cpu = cost.get("readings"), cost.get("cpu_s")
+        if isinstance(probe, dict) and isinstance(n, int) and isinstance(cpu, (int, float)) and n > 0:
+            probe["readings"] = int(probe.get("readings", 0)) + n
+            probe["agent_cpu_s"] = round(float(probe.get("agent_cpu_s", 0.0)) + cpu, 6)
+            probe["agent_cpu_ms_per_reading"] = round(1000.0 * probe["agent_cpu_s"] / probe["readings"], 4)
+
     def _warmup_spec(self, base: LoadSpec) -> LoadSpec:
         cfg = self.config
-        if cfg.driver == "wrk":  # wrk counts time, not requests: a short closed loop
+        if cfg.driver in ("wrk", "locust"):  # they count time, not requests: a short closed loop
             return replace(base, rate=None, duration_s=1.0)
         return replace(base, requests=cfg.warmup, rate=None, duration_s=None,
                        concurrency=min(cfg.concurrency, cfg.warmup))
@@ -490,7 +525,7 @@ class Experiment:
         if server is not None:
             died = lost or server.poll() is not None
         else:
-            died = lost or (pid is not None and not _alive(pid))
+            died = lost or (pid is not None and self.config.agent is None and not procs.alive(pid))
         if died:
             code = server.stop().returncode if server else None
             stdout, tail = self._stop_server(server, stdout_info)

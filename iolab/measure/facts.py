@@ -8,14 +8,16 @@ access log are iolab's own choices; for ``--cmd``, the command iolab ran; for ``
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
 import shlex
 import shutil
 import sys
-from dataclasses import dataclass
 
+from iolab.errors import ProbeError
+from iolab.measure import procfs
 from iolab.measure.targets import AppTarget, CommandTarget, Target
 
 _PACKAGES = ("fastapi", "starlette", "uvicorn", "anyio", "uvloop", "httptools", "h11", "aiologger",
@@ -34,13 +36,9 @@ def package_versions(names: tuple[str, ...] = _PACKAGES) -> dict[str, str | None
 
 def cpu_model() -> str:
     """The CPU as /proc/cpuinfo names it (its first "model name")."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    with contextlib.suppress(ProbeError):
+        if (name := procfs.cpu_model()) is not None:
+            return name
     return platform.processor() or "unknown"
 
 
@@ -104,16 +102,15 @@ def server_facts(target: Target) -> dict[str, object]:
             "responses_sent_with": None}
 
 
-def process_facts(pid: int, proc: str = "/proc") -> dict[str, object]:
+def process_facts(pid: int) -> dict[str, object]:
     """A running process's command line and executable, as /proc shows them (None where it does not)."""
     try:
-        with open(f"{proc}/{pid}/cmdline", "rb") as fh:
-            cmdline: list[str] | None = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
-    except OSError:
+        cmdline: list[str] | None = procfs.cmdline(pid)
+    except ProbeError:
         cmdline = None
     try:
-        executable: str | None = os.readlink(f"{proc}/{pid}/exe")
-    except OSError:  # another user's process: the link is not readable
+        executable: str | None = procfs.exe(pid)
+    except ProbeError:  # another user's process: the link is not readable
         executable = None
     return {"cmdline": cmdline, "executable": executable}
 
@@ -126,35 +123,11 @@ def python() -> dict[str, object]:
     }
 
 
-@dataclass(frozen=True)
-class CpuTimes:
-    """/proc/stat's first line, in clock ticks: all CPUs together."""
-
-    busy: int
-    idle: int
-    steal: int
-
-    @property
-    def total(self) -> int:
-        return self.busy + self.idle
-
-
-def read_cpu_times(path: str = "/proc/stat") -> CpuTimes:
-    with open(path, "rb") as fh:
-        fields = [int(x) for x in fh.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user.
-    fields += [0] * (8 - len(fields))
-    idle = fields[3] + fields[4]
-    steal = fields[7]
-    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
-    return CpuTimes(busy=busy, idle=idle, steal=steal)
-
-
-def noise(before: CpuTimes, after: CpuTimes, ours_cpu_s: float, wall_s: float) -> dict[str, float]:
+def noise(before: procfs.CpuTimes, after: procfs.CpuTimes, ours_cpu_s: float, wall_s: float) -> dict[str, float]:
     """CPU that others used while we measured, in percent of one core (ours = server + driver)."""
     hz = os.sysconf("SC_CLK_TCK")
-    busy_s = (after.busy - before.busy) / hz
-    steal_s = (after.steal - before.steal) / hz
+    busy_s = (after.busy_ticks - before.busy_ticks) / hz
+    steal_s = (after.steal_ticks - before.steal_ticks) / hz
     if wall_s <= 0:
         return {}
     return {

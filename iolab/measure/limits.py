@@ -25,7 +25,8 @@ from typing import NamedTuple
 
 import psutil
 
-from iolab.errors import LimitsError, UsageError
+from iolab.errors import LimitsError, ProbeError, UsageError
+from iolab.measure import procfs, procs
 
 log = logging.getLogger(__name__)
 
@@ -174,53 +175,19 @@ def _write(path: str, value: str) -> None:
 
 
 def _mounts(root: str) -> list[_Mount]:
-    def unescape(s: str) -> str:
-        return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
-
-    found: list[_Mount] = []
-    try:
-        for line in _read(_under(root, "proc/self/mountinfo")).splitlines():
-            pre, _, post = line.partition(" - ")
-            fields, tail = pre.split(), post.split()
-            if len(fields) >= 6 and len(tail) >= 3 and tail[0] in ("cgroup", "cgroup2"):
-                opts = set(fields[5].split(",")) | set(tail[2].split(","))
-                found.append(
-                    _Mount(
-                        _under(root, unescape(fields[4])),
-                        unescape(fields[3]),
-                        tail[0] == "cgroup2",
-                        frozenset(opts & _V1_CONTROLLERS),
-                    )
-                )
-        return found
-    except FileNotFoundError:
-        pass
-    with contextlib.suppress(FileNotFoundError):  # no mountinfo (odd chroots): /proc/mounts lacks the root
-        for line in _read(_under(root, "proc/mounts")).splitlines():
-            f = line.split()
-            if len(f) >= 4 and f[2] in ("cgroup", "cgroup2"):
-                found.append(
-                    _Mount(
-                        _under(root, unescape(f[1])),
-                        "/",
-                        f[2] == "cgroup2",
-                        frozenset(set(f[3].split(",")) & _V1_CONTROLLERS),
-                    )
-                )
-    return found
+    return [
+        _Mount(_under(root, m.point), m.root, m.fstype == "cgroup2", frozenset(m.options & _V1_CONTROLLERS))
+        for m in procfs.mounts(_under(root, "proc"))
+        if m.fstype in ("cgroup", "cgroup2")
+    ]
 
 
 def _proc_cgroups(root: str, pid: int | str = "self") -> list[tuple[frozenset[str], str]]:
     """(controllers, path) per line of /proc/PID/cgroup; the v2 line has no controllers."""
     try:
-        text = _read(_under(root, f"proc/{pid}/cgroup"))
-    except OSError:
+        return [(c.controllers, c.path) for c in procfs.cgroups(pid, _under(root, "proc"))]
+    except ProbeError:
         return []
-    out = []
-    for line in text.splitlines():
-        _, ctrls, path = line.split(":", 2)
-        out.append((frozenset(c for c in ctrls.split(",") if c), path))
-    return out
 
 
 def _dir_of(mount: _Mount, cgroups: list[tuple[frozenset[str], str]]) -> str | None:
@@ -617,8 +584,8 @@ def systemd_run_argv(
 def pin_process(pid: int, cpus: tuple[int, ...]) -> None:
     """Pin every thread of pid (sched_setaffinity on the pid alone moves only its main thread)."""
     try:
-        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-    except OSError:
+        tids = procfs.task_ids(pid)
+    except ProbeError:
         tids = [pid]
     for tid in tids:
         with contextlib.suppress(ProcessLookupError):
@@ -715,7 +682,7 @@ def sweep_stale(root: str = "/") -> list[str]:
             continue
         for entry in entries:
             m = _NAME_RE.match(entry.name)
-            if m and entry.is_dir(follow_symlinks=False) and not _pid_alive(int(m.group(1))):
+            if m and entry.is_dir(follow_symlinks=False) and not procs.alive(int(m.group(1))):
                 if _kill_and_remove(entry.path):
                     removed.append(entry.path)
     return removed
@@ -735,16 +702,6 @@ def _sweep_dirs(root: str) -> list[str]:
             d = os.path.dirname(d)
         dirs.append(top)
     return list(dict.fromkeys(dirs))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @atexit.register

@@ -80,16 +80,6 @@ def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str
     return proc
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _subnet(pid: int, n: int) -> tuple[str, str]:
     """A /30 in 10.234.0.0/16 from (pid, n): host .1, collector .2 of the block. Two live runs could only
     collide if their pid*8+n agree modulo 16384; ``ip addr add`` would then fail loudly, never mix."""
@@ -241,14 +231,14 @@ def sweep_stale() -> list[str]:
     with contextlib.suppress(OSError):
         for name in sorted(os.listdir(NETNS_DIR)):
             m = _NS_RE.match(name)
-            if m and not _alive(int(m.group(1))):
+            if m and not procs.alive(int(m.group(1))):
                 _kill_inside(name)
                 if _run(["ip", "netns", "del", name], check=False).returncode == 0:
                     removed.append(name)
     with contextlib.suppress(OSError):
         for link in sorted(os.listdir("/sys/class/net")):
             m = _LINK_RE.match(link)
-            if m and not _alive(int(m.group(1))):
+            if m and not procs.alive(int(m.group(1))):
                 if _run(["ip", "link", "del", link], check=False).returncode == 0:
                     removed.append(link)
     return removed

@@ -11,16 +11,12 @@ What the kernel gives, and why this module reads it the way it does:
 - ``/proc/PID/stat`` utime/stime and ``/proc/PID/io`` syscw/wchar of the leader cover the whole process,
   exited threads included. Children reaped by the process go to cutime/cstime, which are not used, so a
   process tree is summed without double counting.
-- ``/proc/PID/task/TID/stat`` prints comm unescaped, exactly as ``/proc/PID/task/TID/comm`` does (both via
-  ``proc_task_name(..., escape=false)``), so the thread name is taken from there: one file fewer per thread
-  in the sampling loop. comm may hold spaces and parentheses; the stat line is split at its last ')'.
+- The thread name is taken from ``/proc/PID/task/TID/stat`` (see procfs.py, which reads every file here).
 - A process that has exited but is not reaped yet (a zombie) still has /proc entries; it counts as gone.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -29,18 +25,9 @@ from dataclasses import dataclass, replace
 import psutil
 
 from iolab.errors import AccessDenied, NoSuchProcess, ProbeError
+from iolab.measure import procfs
+from iolab.measure.procfs import CLOCK_TICKS, Vanished
 from iolab.results import Sample, ThreadTotal
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-_VOL = b"\nvoluntary_ctxt_switches:"
-_INVOL = b"\nnonvoluntary_ctxt_switches:"
-_SYSCW_RE = re.compile(rb"^syscw:\s*(\d+)", re.M)
-_WCHAR_RE = re.compile(rb"^wchar:\s*(\d+)", re.M)
-# Larger than any status/stat/io file; proc's seq_file fills the whole buffer, so a short read is EOF.
-_READ_SIZE = 16384
-_GONE_STATES = (b"Z", b"X")
 
 
 @dataclass(frozen=True)
@@ -99,67 +86,6 @@ class _ProcTotals:
     wchar: int
 
 
-class _Vanished(Exception):
-    """A thread or process exited between listing and reading (ENOENT or ESRCH)."""
-
-
-def _read(path: str) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            data = os.read(fd, _READ_SIZE)
-            if len(data) == _READ_SIZE:
-                chunks = [data]
-                while chunk := os.read(fd, _READ_SIZE):
-                    chunks.append(chunk)
-                data = b"".join(chunks)
-        finally:
-            os.close(fd)
-    except (FileNotFoundError, ProcessLookupError):
-        raise _Vanished(path) from None
-    except PermissionError:
-        raise AccessDenied(
-            f"{path}: permission denied (run iolab as the server's user, or as root)"
-        ) from None
-    except OSError as exc:
-        raise ProbeError(f"{path}: {exc.strerror}") from None
-    if not data:  # a task that exited after open
-        raise _Vanished(path)
-    return data
-
-
-def _parse_stat(data: bytes, path: str) -> tuple[str, bytes, int, int, int]:
-    """name, state, utime, stime (ticks), start time (ticks after boot) of a stat line."""
-    rpar = data.rfind(b")")
-    fields = data[rpar + 2 :].split()
-    try:
-        # Field N of proc(5) is fields[N - 3]: state is 3, utime 14, stime 15, starttime 22.
-        state, utime, stime, start = fields[0], int(fields[11]), int(fields[12]), int(fields[19])
-    except (IndexError, ValueError):
-        raise ProbeError(f"{path}: unexpected content {data[:200]!r}") from None
-    name = data[data.find(b"(") + 1 : rpar].decode("utf-8", "replace")
-    return name, state, utime, stime, start
-
-
-def _parse_ctxt(data: bytes, path: str) -> tuple[int, int]:
-    # The two lines close the status file; rfind beats a regex over ~1.5 kB, once per thread per tick.
-    i = data.rfind(_VOL)
-    j = data.find(_INVOL, i)
-    try:
-        if i < 0 or j < 0:
-            raise ValueError
-        return int(data[i + len(_VOL) : j]), int(data[j + len(_INVOL) :].split(b"\n", 1)[0])
-    except ValueError:
-        raise ProbeError(f"{path}: no voluntary_ctxt_switches lines (Linux older than 2.6.23?)") from None
-
-
-def _parse_io(data: bytes, path: str) -> tuple[int, int]:
-    syscw, wchar = _SYSCW_RE.search(data), _WCHAR_RE.search(data)
-    if syscw is None or wchar is None:
-        raise ProbeError(f"{path}: no syscw/wchar lines")
-    return int(syscw[1]), int(wchar[1])
-
-
 class Probe:
     """Reads the counters of a process (and, by default, its descendants) on demand or every interval."""
 
@@ -170,7 +96,7 @@ class Probe:
         interval_s: float = 1.0,
         include_children: bool = True,
         clock: Callable[[], float] = time.monotonic,
-        proc_root: str = "/proc",
+        proc_root: str = procfs.ROOT,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
@@ -183,7 +109,7 @@ class Probe:
         self._root_start: int | None = None
         self._children_files: bool | None = None
         # Kernels without CONFIG_SCHEDSTATS/SCHED_INFO have no schedstat: use stat's ticks then.
-        self._schedstat = os.path.exists(f"{self._proc}/self/schedstat")
+        self._schedstat = procfs.has_schedstat(self._proc)
         self._threads: dict[tuple[int, int], ThreadCounters] = {}
         self._procs: dict[tuple[int, int], _ProcTotals] = {}
         self._samples: list[Sample] = []
@@ -264,7 +190,7 @@ class Probe:
             visited.add(pid)
             try:
                 children, rss = self._read_process(pid, live)
-            except _Vanished:
+            except Vanished:
                 if pid == self.pid:
                     raise NoSuchProcess(f"process {pid} does not exist (it exited)") from None
                 continue  # a child of the tree exited: its remembered counters stay
@@ -298,72 +224,64 @@ class Probe:
 
     def _read_process(self, pid: int, live: set[tuple[int, int]]) -> tuple[list[int], int]:
         """Update the remembered counters of one process and its threads; return (child pids, rss)."""
-        base = f"{self._proc}/{pid}"
-        path = f"{base}/stat"
-        _, state, utime, stime, start = _parse_stat(_read(path), path)
+        root = self._proc
+        st = procfs.stat(pid, root=root)
         if pid == self.pid:
             if self._root_start is None:
-                self._root_start = start
-            elif start != self._root_start:
+                self._root_start = st.start_ticks
+            elif st.start_ticks != self._root_start:
                 raise NoSuchProcess(f"process {pid} exited (its pid now belongs to another process)")
-        try:
-            tids = os.listdir(f"{base}/task")
-        except (FileNotFoundError, ProcessLookupError):
-            raise _Vanished(base) from None
-        except PermissionError:
-            raise AccessDenied(f"{base}/task: permission denied") from None
+        tids = procfs.task_ids(pid, root)
         # A zombie leader with live threads is a running process (its main thread called pthread_exit).
-        if state in _GONE_STATES and len(tids) <= 1:
-            raise _Vanished(base)
-        path = f"{base}/io"
-        syscw, wchar = _parse_io(_read(path), path)
-        rss = int(_read(f"{base}/statm").split()[1]) * PAGE_SIZE
+        if st.gone and len(tids) <= 1:
+            raise Vanished(f"{root}/{pid}: a zombie")
+        io = procfs.io(pid, root)
+        rss = procfs.rss_bytes(pid, root)
 
-        for name in tids:
-            task = f"{base}/task/{name}"
+        for tid in tids:
             try:
-                stat, status = _read(f"{task}/stat"), _read(f"{task}/status")
-            except _Vanished:
+                tst, ctx = procfs.stat(pid, tid, root), procfs.ctx_switches(pid, tid, root)
+            except Vanished:
                 continue  # the thread exited after listdir
-            tname, _, t_utime, t_stime, t_start = _parse_stat(stat, f"{task}/stat")
-            vol, invol = _parse_ctxt(status, f"{task}/status")
             # schedstat's run time is in ns; stat's ticks (10 ms) round a worker thread's share to 0.
-            cpu_s = (t_utime + t_stime) / CLOCK_TICKS
+            cpu_s = (tst.utime_ticks + tst.stime_ticks) / CLOCK_TICKS
             if self._schedstat:
                 try:
-                    cpu_s = int(_read(f"{task}/schedstat").split()[0]) / 1e9
-                except (_Vanished, ValueError, IndexError):
+                    cpu_s = procfs.run_time_ns(pid, tid, root) / 1e9
+                except AccessDenied:
+                    raise
+                except ProbeError:
                     pass  # the thread just exited: its tick-based figure stands
-            tid = int(name)
-            key = (tid, t_start)
+            key = (tid, tst.start_ticks)
             self._threads[key] = ThreadCounters(
                 tid=tid,
-                name=tname,
+                name=tst.name,
                 is_main=tid == pid,
                 alive=True,
-                voluntary=vol,
-                involuntary=invol,
+                voluntary=ctx.voluntary,
+                involuntary=ctx.involuntary,
                 cpu_s=cpu_s,
                 pid=pid,
-                start_ticks=t_start,
+                start_ticks=tst.start_ticks,
             )
             live.add(key)
-        self._procs[(pid, start)] = _ProcTotals(utime, stime, syscw, wchar)
+        self._procs[(pid, st.start_ticks)] = _ProcTotals(st.utime_ticks, st.stime_ticks, io.write_syscalls,
+                                                         io.wchar_bytes)
         return (self._children(pid, tids) if self.include_children else []), rss
 
-    def _children(self, pid: int, tids: Iterable[str]) -> list[int]:
+    def _children(self, pid: int, tids: Iterable[int]) -> list[int]:
         if self._children_files is None:
-            self._children_files = os.path.exists(f"{self._proc}/{pid}/task/{pid}/children")
+            self._children_files = procfs.has_children_files(pid, self._proc)
         if self._children_files:
             # Each thread lists the children it forked, so every thread of the tree is asked.
             found: list[int] = []
-            for name in tids:
+            for tid in tids:
                 try:
-                    found.extend(int(c) for c in _read(f"{self._proc}/{pid}/task/{name}/children").split())
-                except _Vanished:
-                    continue  # thread gone, or no children (the file is empty)
+                    found.extend(procfs.children(pid, tid, self._proc))
+                except Vanished:
+                    continue  # thread gone
             return found
-        if pid != self.pid or self._proc != "/proc":
+        if pid != self.pid or self._proc != procfs.ROOT:
             return []
         # Kernel without CONFIG_PROC_CHILDREN: psutil scans every process's ppid, once per reading.
         try:

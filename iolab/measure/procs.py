@@ -124,7 +124,20 @@ class Guard:
         proc.wait()
 
 
+def alive(pid: int) -> bool:
+    """The process exists (maybe as another user's, maybe a zombie): kill(pid, 0), as psutil.pid_exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _start_time(pid: int) -> str | None:
+    # Read here, not through procfs.py: this runs in the guard, started as ``python -I -S`` on this file,
+    # which cannot import iolab (no site-packages) and should load nothing it does not need.
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read()

@@ -62,6 +62,8 @@ class Sink:
     """Base: ``child_fd()`` is given to the server as fds 1 and 2; ``close()`` returns the counts."""
 
     kind = "pipe"
+    # The last lines, for an error message; iolab micro counts only (less of iolab's CPU per byte).
+    keep_tail = True
 
     def __init__(self) -> None:
         self._bytes = 0
@@ -73,6 +75,10 @@ class Sink:
 
     def child_fd(self) -> int:
         raise NotImplementedError
+
+    def start(self) -> None:
+        """Start draining before the child is spawned (else after_spawn does): no thread start inside a
+        measured wall time."""
 
     def after_spawn(self) -> None:
         """Close our copy of the child's end, start draining."""
@@ -92,6 +98,8 @@ class Sink:
         with self._lock:
             self._bytes += len(data)
             self._lines += data.count(b"\n")
+            if not self.keep_tail:
+                return
             chunk = self._partial + data
             *full, self._partial = chunk.split(b"\n")
             self._tail.extend(full[-_TAIL_LINES:])
@@ -114,11 +122,15 @@ class _DrainedSink(Sink):
         assert self._write_fd is not None
         return self._write_fd
 
+    def start(self) -> None:
+        if self._thread.ident is None:
+            self._thread.start()
+
     def after_spawn(self) -> None:
         if self._write_fd is not None:
             os.close(self._write_fd)
             self._write_fd = None
-        self._thread.start()
+        self.start()
 
     def _drain(self) -> None:
         # The slow sink reads a fixed chunk per tick, at most 4 KiB and at least ten ticks a second where
@@ -233,17 +245,18 @@ def stall_message(sink: Sink, limit_s: float, unread: int, capacity: int) -> str
 class PipeSink(_DrainedSink):
     kind = "pipe"
 
-    def __init__(self) -> None:
+    def __init__(self, rate_bytes_per_s: int | None = None) -> None:
         r, w = os.pipe()
-        super().__init__(r, w)
+        super().__init__(r, w, rate_bytes_per_s)
 
 
-class SlowSink(_DrainedSink):
+class SlowSink(PipeSink):
+    """A pipe read at ``rate_bytes_per_s``."""
+
     kind = "slow"
 
     def __init__(self, rate_bytes_per_s: int) -> None:
-        r, w = os.pipe()
-        super().__init__(r, w, rate_bytes_per_s)
+        super().__init__(rate_bytes_per_s)
 
 
 class TtySink(_DrainedSink):

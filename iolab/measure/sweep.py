@@ -26,11 +26,12 @@ from typing import Protocol
 
 from iolab import __version__
 from iolab.analysis import sweep as analysis
-from iolab.demo.scenarios import BY_NAME, select
+from iolab.analysis.knowledge import ScenarioKnowledge
+from iolab.demo.scenarios import BY_NAME, knowledge, select
 from iolab.errors import DegradedRunError, IolabError, NothingMeasuredError, ServerDiedError, UsageError
 from iolab.measure import facts
 from iolab.measure.config import RunConfig, ScenarioSpec
-from iolab.measure.experiment import Experiment, Reporter
+from iolab.measure.experiment import Experiment, Reporter, saved_on_error
 from iolab.measure.limits import LimitsRequest
 from iolab.outputs import OutputKeeper
 from iolab.results import NOTHING_MEASURED, SERVER_DIED, TOO_MANY_ERRORS, RoundRecord, RunResult
@@ -103,7 +104,8 @@ def cell_config(spec: SweepSpec, work_us: int, latency_ms: float) -> RunConfig:
     return RunConfig(scenarios=scenarios, requests=n, warmup=warmup, concurrency=spec.concurrency,
                      rounds=spec.rounds, interval_s=spec.interval_s, limits=spec.limits,
                      output=cell_file(spec.output, work_us, latency_ms),
-                     work_us=work_us, sink_latency_ms=latency_ms)
+                     work_us=work_us, sink_latency_ms=latency_ms,
+                     knowledge=ScenarioKnowledge(**knowledge()))
 
 
 class SweepReporter(Protocol):
@@ -137,7 +139,7 @@ class Sweep:
     def __init__(self, spec: SweepSpec, reporter: SweepReporter | None = None,
                  experiment: Callable[[RunConfig, Reporter], RunResult] | None = None,
                  keeper: OutputKeeper | None = None) -> None:
-        select(",".join(spec.scenarios))  # unknown or not installed: the UsageError that says so
+        select(",".join(spec.scenarios))  # unknown or not installed: the ScenarioChoiceError that says so (exit 2)
         if any(name not in BY_NAME for name in spec.scenarios):
             raise UsageError("a sweep takes scenario names (expand groups with iolab.demo.scenarios.select)")
         self.spec = spec
@@ -173,19 +175,13 @@ class Sweep:
 
     def run(self) -> SweepResult:
         grid = [(w, lat) for w in self.spec.work_us for lat in self.spec.sink_latency_ms]
-        try:
+        with saved_on_error(self.save):
             for i, (w, lat) in enumerate(grid):
                 cell = self._cell(i, len(grid), w, lat)
                 self.cells.append(cell)
                 if self.reporter is not None:
                     self.reporter.cell_finished(cell)
                 self.save("running")
-        except KeyboardInterrupt:
-            self.save("interrupted")
-            raise
-        except BaseException:
-            self.save("failed")
-            raise
         return self.save("failed" if any(c.status == "failed" for c in self.cells) else "complete")
 
     def outcome_error(self) -> IolabError | None:

@@ -20,10 +20,10 @@ from urllib.parse import urlsplit, urlunsplit
 import psutil
 
 from iolab.errors import AccessDenied, NoSuchProcess, ServerStartError, UsageError
+from iolab.measure import procfs
 from iolab.measure.server import LOOPBACK, ServerProcess, check_port_free, free_port
 
 SERVERS = ("uvicorn", "hypercorn", "granian")
-LOOPS = ("auto", "asyncio", "uvloop")
 
 
 @dataclass(frozen=True)
@@ -150,12 +150,11 @@ def check_pid(pid: int) -> None:
     if not psutil.pid_exists(pid):
         raise NoSuchProcess(f"--pid {pid}: no such process")
     try:
-        with open(f"/proc/{pid}/io", "rb") as fh:
-            fh.read()
-    except PermissionError:
+        procfs.io(pid)
+    except AccessDenied:
         raise AccessDenied(f"--pid {pid}: its /proc is not readable by this user (another user's process?); "
                            "run iolab as that user or as root") from None
-    except FileNotFoundError:
+    except procfs.Vanished:
         raise NoSuchProcess(f"--pid {pid}: no such process") from None
 
 

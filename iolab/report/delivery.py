@@ -13,7 +13,8 @@ from matplotlib.ticker import FuncFormatter
 
 from iolab.analysis.network_findings import network_findings
 from iolab.report import charts
-from iolab.report.tables import MISSING, Table, scenario_label
+from iolab.report.table import Table
+from iolab.report.tables import MISSING, scenario_label
 from iolab.results import RunResult
 
 

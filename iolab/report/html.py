@@ -20,9 +20,9 @@ from iolab.analysis import latency
 from iolab.analysis.compare import Gate, RunComparison
 from iolab.analysis.stats import RATIO_UNBOUNDED
 from iolab.report import about_server, charts, delivery
+from iolab.report.table import Table
 from iolab.report.tables import (
     VERDICT_METRICS,
-    Table,
     all_tables,
     comparison_tables,
     context_switch_tables,
@@ -84,16 +84,16 @@ def _texty(cell: str) -> bool:
 
 
 def table_html(t: Table) -> str:
-    """A Table as an accessible <table>: caption = title, header cells scoped, numbers right-aligned.
-    A column past ``left_columns`` whose cells are mostly words (a thread name, a verdict) is left-aligned
-    too: the Table says where its text ends, but not every text column comes first."""
-    texty = [i < t.left_columns or 2 * sum(_texty(r[i]) for r in t.rows if i < len(r)) > len(t.rows)
-             for i in range(len(t.headers))]
+    """A Table (every report's) as an accessible <table>: caption = title, header cells scoped, numbers
+    right-aligned. A number column whose cells are mostly words (a thread name, a verdict) is left-aligned
+    too."""
+    texty = [c.text or 2 * sum(_texty(r[i]) for r in t.rows if i < len(r)) > len(t.rows)
+             for i, c in enumerate(t.columns)]
 
     def cls(i: int) -> str:
         return "" if i >= len(texty) or texty[i] else ' class="num"'
 
-    head = "".join(f'<th scope="col"{cls(i)}>{_e(h)}</th>' for i, h in enumerate(t.headers))
+    head = "".join(f'<th scope="col"{cls(i)}>{_e(c.header)}</th>' for i, c in enumerate(t.columns))
     body = "".join(
         "<tr>" + "".join((f'<th scope="row">{_e(c)}</th>' if i == 0 else f"<td{cls(i)}>{_e(c)}</td>")
                          for i, c in enumerate(row)) + "</tr>"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from iolab.report.tables import Table, all_tables
+from iolab.report.table import Table
+from iolab.report.tables import all_tables
 from iolab.results import RunResult
 
 
@@ -11,8 +12,9 @@ def _escape(cell: str) -> str:
 
 
 def table(t: Table) -> str:
-    head = "| " + " | ".join(_escape(h) for h in t.headers) + " |"
-    align = "|" + "|".join(":---" if i < t.left_columns else "---:" for i in range(len(t.headers))) + "|"
+    """The Markdown rendering of a Table (every report's)."""
+    head = "| " + " | ".join(_escape(c.header) for c in t.columns) + " |"
+    align = "|" + "|".join(":---" if c.text else "---:" for c in t.columns) + "|"
     body = ["| " + " | ".join(_escape(c) for c in row) + " |" for row in t.rows]
     out = [f"### {t.title}", "", head, align, *body]
     if t.caption:

@@ -1,27 +1,17 @@
-"""The ``iolab micro`` report as plain tables, rendered for the terminal (rich) and as Markdown."""
+"""The ``iolab micro`` report: the same Table model as every report, for the terminal and as Markdown."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table as RichTable
 
 from iolab.analysis.micro.figures import count, ms
+from iolab.report.markdown import table as markdown_table
+from iolab.report.table import Table
+from iolab.report.terminal import rich_table
 from iolab.results.micro import MicroResult, SettingResult, Stat
 
 FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class Table:
-    title: str
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    caption: str = ""
-
 
 def _range(stat: Stat | None, unit: str = "ms") -> str:
     """``median (min–max)``, the unit written once; just the median when every run gave the same."""
@@ -57,7 +47,7 @@ def _measured(result: MicroResult, title: str, columns: tuple[tuple[str, str, st
             rows.append((*_label(s), *([FAILED] * len(columns))))
         else:
             rows.append((*_label(s), *(_range(getattr(s.summary, m), unit) for _, m, unit in columns)))
-    return Table(title, (*lead, *(h for h, _, _ in columns)), tuple(rows), caption)
+    return Table(title, (*lead, *(h for h, _, _ in columns)), tuple(rows), caption, left_columns=len(lead))
 
 
 def time_table(result: MicroResult) -> Table:
@@ -110,6 +100,10 @@ def per_call_table(result: MicroResult) -> Table:
     return Table(f"Per {unit}", headers, tuple(rows), caption)
 
 
+def tables(result: MicroResult) -> tuple[Table, ...]:
+    return time_table(result), os_table(result), per_call_table(result)
+
+
 def _header(result: MicroResult) -> str:
     t = result.target
     what = " ".join(t.argv)
@@ -135,14 +129,8 @@ def _failures(result: MicroResult) -> list[tuple[str, tuple[str, ...]]]:
 def print_report(result: MicroResult, console: Console) -> None:
     # Program arguments, stderr and our own sentences may hold [brackets]: never read them as markup.
     console.print(f"[bold]{escape(_header(result))}[/]")
-    for t in (time_table(result), os_table(result), per_call_table(result)):
-        rt = RichTable(title=t.title, caption=t.caption, box=box.SIMPLE_HEAD, title_justify="left",
-                       caption_justify="left", title_style="bold")
-        for i, h in enumerate(t.headers):
-            rt.add_column(h, justify="left" if i == 0 else "right")
-        for row in t.rows:
-            rt.add_row(*row)
-        console.print(rt)
+    for t in tables(result):
+        console.print(rich_table(t))
     console.print("[bold]Why[/]")
     for s in result.settings:
         if s.derived.why:
@@ -159,29 +147,10 @@ def print_report(result: MicroResult, console: Console) -> None:
         console.print(f"[yellow]![/] [bold]{w.kind}[/]: {escape(w.message)}", highlight=False)
 
 
-def render_text(result: MicroResult, width: int = 160) -> str:
-    with open("/dev/null", "w") as sink:
-        console = Console(width=width, record=True, file=sink, color_system=None)
-        print_report(result, console)
-        return console.export_text()
-
-
-def _md_table(t: Table) -> list[str]:
-    def esc(v: str) -> str:
-        return v.replace("|", "\\|")
-
-    lines = [f"### {t.title}", "", "| " + " | ".join(t.headers) + " |",
-             "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(t.headers))) + "|"]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in t.rows]
-    if t.caption:
-        lines += ["", f"*{t.caption}*"]
-    return [*lines, ""]
-
-
 def render_markdown(result: MicroResult) -> str:
     lines = [f"## {_header(result)}", ""]
-    for t in (time_table(result), os_table(result), per_call_table(result)):
-        lines += _md_table(t)
+    for t in tables(result):
+        lines += [markdown_table(t), ""]
     lines += ["### Why", ""] + [f"- `{s.name}`: {s.derived.why}" for s in result.settings if s.derived.why]
     lines += ["", "### What this means", ""]
     for para in result.explanation:

@@ -1,4 +1,5 @@
-"""The sweep drawn three ways: tables for the terminal, a heat map (SVG, matplotlib), a small HTML page.
+"""The sweep drawn three ways: tables (the Table model every report uses), a heat map (SVG, matplotlib),
+a small HTML page.
 
 The heat map: rows are CPU work per request, columns sink latency; each cell is coloured by the
 strategy that won it, the stronger the colour the larger its margin over the runner-up (full colour at
@@ -12,10 +13,10 @@ import io
 import math
 from html import escape
 
-from rich.table import Table
-
 from iolab.analysis import verdict
 from iolab.analysis.sweep import Grid, GridCell, amount, cell_label, flip, grid, significant
+from iolab.report.html import table_html
+from iolab.report.table import Table
 from iolab.results.sweep import Cell, SweepResult
 
 # Colours with ≥ 3:1 contrast on white (the same family as the run report's charts).
@@ -32,25 +33,20 @@ def _work(x: float) -> str:
     return f"{x:g} µs"
 
 
-# --------------------------------------------------------------------------------------- terminal
+# ----------------------------------------------------------------------------------------- tables
 
 
 def winner_table(result: SweepResult) -> Table:
     m = verdict.get_metric(result.metric)
-    t = Table(title=f"Which strategy wins, per cell ({m.noun}; margin over the runner-up, 95 % CI)",
-              title_justify="left", show_lines=True)
-    t.add_column("work \\ sink latency")
-    for lat in result.sink_latency_ms:
-        t.add_column(_lat(lat))
-    for w in result.work_us:
-        row = [_work(w)]
-        for lat in result.sink_latency_ms:
-            cell = result.cell(w, lat)
-            row.append("not measured" if cell is None else cell_label(cell))
-        t.add_row(*row)
-    t.caption = ("tie = the 95 % interval of the ratio includes 1 (or p ≥ 0.05, or under 1 %); "
-                 "work = CPU per request, sink latency = per write(2) of a log line")
-    return t
+    rows = tuple(
+        (_work(w), *("not measured" if (cell := result.cell(w, lat)) is None else cell_label(cell)
+                     for lat in result.sink_latency_ms))
+        for w in result.work_us
+    )
+    headers = ("work \\ sink latency", *(_lat(lat) for lat in result.sink_latency_ms))
+    return Table(f"Which strategy wins, per cell ({m.noun}; margin over the runner-up, 95 % CI)", headers, rows,
+                 "tie = the 95 % interval of the ratio includes 1 (or p ≥ 0.05, or under 1 %); "
+                 "work = CPU per request, sink latency = per write(2) of a log line", left_columns=len(headers))
 
 
 def _deferred_text(cell: Cell) -> str:
@@ -69,14 +65,10 @@ def _fig(x: float | None, spec: str) -> str:
 
 
 def values_table(result: SweepResult) -> Table:
-    t = Table(title="Medians per cell: req/s · p50 ms · CPU ms per request", title_justify="left")
-    t.add_column("work")
-    t.add_column("sink")
-    t.add_column("-n", justify="right")
-    for name in result.scenarios:
-        t.add_column(name, justify="right")
+    headers = ("work", "sink", "-n", *result.scenarios)
     if result.deferred:
-        t.add_column("async logging (deferred write) vs the best blocking strategy")
+        headers += ("async logging (deferred write) vs the best blocking strategy",)
+    rows = []
     for cell in result.cells:
         row = [_work(cell.work_us), _lat(cell.sink_latency_ms), f"{cell.requests:,}"]
         for name in result.scenarios:
@@ -85,8 +77,9 @@ def values_table(result: SweepResult) -> Table:
                        f"{_fig(v.p50_ms, '.3g')} · {_fig(v.cpu_ms_per_request, '.2f')}")
         if result.deferred:
             row.append(_deferred_text(cell))
-        t.add_row(*row)
-    return t
+        rows.append(tuple(row))
+    return Table("Medians per cell: req/s · p50 ms · CPU ms per request", headers, tuple(rows), left_columns=2,
+                 text_columns=(len(headers) - 1,) if result.deferred else ())
 
 
 # --------------------------------------------------------------------------------------- heat map
@@ -168,17 +161,10 @@ def render_heatmap_svg(g: Grid) -> str:
 # ------------------------------------------------------------------------------------------ HTML
 
 
-def _html_table(t: Table) -> str:
-    head = "".join(f"<th>{escape(str(c.header))}</th>" for c in t.columns)
-    cells = [list(c.cells) for c in t.columns]
-    body = "".join("<tr>" + "".join(f"<td>{escape(str(col[i]))}</td>" for col in cells) + "</tr>"
-                   for i in range(t.row_count))
-    return f"<table><caption>{escape(str(t.title))}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 _CSS = ("body{font:15px/1.5 system-ui,sans-serif;max-width:1180px;margin:1rem auto;padding:0 1.5rem;color:#1d2127}"
         "table{border-collapse:collapse;font-size:.88rem;margin:1rem 0}caption{text-align:left;font-weight:bold}"
         "th,td{padding:.25rem .6rem;border-bottom:1px solid #d5d9de;text-align:left;vertical-align:top}"
+        ".num{text-align:right;white-space:nowrap}.note{color:#5c6370;font-size:.88rem}"
         "svg{max-width:100%;height:auto}.reading{background:#f5f7f9;padding:.8rem 1rem;border-radius:4px}")
 
 
@@ -195,6 +181,6 @@ def render_html(result: SweepResult, svg: str | None = None) -> str:
         f"<h1>When does async logging pay? (iolab sweep)</h1><p>{escape(result.created)} · "
         f"{escape(', '.join(result.scenarios))} · status {escape(result.status)} · {result.wall_s:.0f} s</p>"
         f'<p class="reading">{escape(result.reading)}</p><figure>{inline}</figure>'
-        f"{_html_table(winner_table(result))}{_html_table(values_table(result))}"
+        f"{table_html(winner_table(result))}{table_html(values_table(result))}"
         f"<h2>Each cell's full results (iolab report FILE)</h2><ul>{files}</ul></body></html>\n"
     )

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
+from iolab.analysis.latency import PERCENTILES, percentile_field, percentile_label
 from iolab.analysis.stats import RATIO_UNBOUNDED
 from iolab.report import about_server
+from iolab.report.table import Table
 from iolab.results import Comparison, RunResult, ScenarioResult, Summary
 
 LATENCY_ROWS: tuple[tuple[str, str], ...] = (
-    ("50%", "p50"), ("66%", "p66"), ("75%", "p75"), ("80%", "p80"), ("90%", "p90"), ("95%", "p95"),
-    ("98%", "p98"), ("99%", "p99"), ("99.9%", "p99_9"), ("100%", "p100"), ("mean", "mean"),
+    *((percentile_label(q), percentile_field(q)) for q in PERCENTILES), ("mean", "mean"),
 )
 SUMMARY_COLUMNS = ("Count", "Min", "P50", "P90", "P95", "P99", "Max", "Mean")
 # What per_request.write_syscalls counts (measured: 1.000 per write, writev and sendfile on a socket,
@@ -20,15 +20,6 @@ WRITE_SYSCALLS_CAPTION = (
     "write syscalls (syscw) = write, writev, pwrite and sendfile calls of the whole process, from /proc/PID/io "
     "syscw; send/sendto/sendmsg (how http.server, gunicorn sync workers and asyncio without uvloop answer) "
     "are not counted")
-
-
-@dataclass(frozen=True)
-class Table:
-    title: str
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    caption: str = ""
-    left_columns: int = 1  # how many leading columns hold text (left-aligned); the rest are numbers
 
 
 # What a cell shows for a figure that was not measured (null in the results): never a 0.
@@ -149,10 +140,17 @@ def facts_table(result: RunResult) -> Table:
         *([("python", f"{py.get('implementation')} {py.get('version')}")] if about_server.served(result.target)
           else []),
         ("server", about_server.server_text(result)),
+        *([("probe", _probe_text(env["probe"]))] if isinstance(env.get("probe"), dict)
+          and env["probe"].get("kind") == "agent" else []),
         ("machine", f"{result.machine.get('cpu_model')}, {result.machine.get('cpu_count')} CPUs, "
                     f"kernel {result.machine.get('kernel')}"),
     ]
     return Table("Run facts", ("fact", "value"), tuple(rows), left_columns=2)
+
+
+def _probe_text(probe: dict[str, object]) -> str:
+    cost = probe.get("agent_cpu_ms_per_reading")
+    return f"iolab agent at {probe.get('url')}" + (f", {cost} ms of agent CPU per /proc reading" if cost else "")
 
 
 def _amount_text(load: dict[str, object]) -> str:

@@ -5,19 +5,22 @@ from __future__ import annotations
 from rich import box
 from rich.console import Console
 from rich.table import Table as RichTable
+from rich.text import Text
 
-from iolab.report.tables import Table, all_tables
+from iolab.report.table import Table
+from iolab.report.tables import all_tables
 from iolab.results import RunResult
 
 
 def rich_table(t: Table) -> RichTable:
-    rt = RichTable(title=t.title, caption=t.caption or None, box=box.SIMPLE_HEAD, title_justify="left",
-                   caption_justify="left", title_style="bold")
-    for i, h in enumerate(t.headers):
-        # Text columns wrap (a long fact must not squeeze the labels out); numbers never do.
-        rt.add_column(h, justify="left" if i < t.left_columns else "right", no_wrap=i >= t.left_columns)
+    """The terminal's rendering of a Table (every report's). Cells are plain text, never rich markup:
+    a path, a program's argument or a sentence may hold [brackets]."""
+    rt = RichTable(title=Text(t.title, style="bold"), caption=Text(t.caption, style="table.caption") or None,
+                   box=box.SIMPLE_HEAD, title_justify="left", caption_justify="left")
+    for c in t.columns:
+        rt.add_column(Text(c.header), justify=c.align, no_wrap=not c.text)
     for row in t.rows:
-        rt.add_row(*row)
+        rt.add_row(*(Text(cell) for cell in row))
     return rt
 
 

@@ -39,10 +39,6 @@ SCHEMA_NAME = "iolab.run"
 SCHEMA_VERSION = 2
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
 
-# The seed's percentile rows plus 99.9 (design.md, "Measurements").
-LATENCY_PERCENTILES: tuple[float, ...] = (50, 66, 75, 80, 90, 95, 98, 99, 99.9, 100)
-
-
 @dataclass(frozen=True)
 class Summary:
     """Summary of per-second samples, the seed's columns: Count, Min, P50, P90, P95, P99, Max, Mean."""
@@ -59,7 +55,8 @@ class Summary:
 
 @dataclass(frozen=True)
 class LatencyMs:
-    """Response-time percentiles in milliseconds (microsecond resolution underneath).
+    """Response-time percentiles in milliseconds (microsecond resolution underneath), one field per
+    entry of iolab.analysis.latency.PERCENTILES (a test keeps the two in step).
 
     Every field is None (JSON ``null``) when there is no latency to report: no request succeeded, or the
     figure does not apply (``latency_uncorrected_ms`` of a closed loop). Never 0.0 for "nothing".

@@ -21,11 +21,12 @@ DRIVERS: dict[str, tuple[str, str]] = {
     "ab": ("iolab.measure.drivers.ab", "AbDriver"),
     "wrk": ("iolab.measure.drivers.wrk", "WrkDriver"),
     "hey": ("iolab.measure.drivers.hey", "HeyDriver"),
+    "locust": ("iolab.measure.drivers.locust", "LocustDriver"),
 }
 EXTERNAL = ("ab", "wrk", "hey")
 
 
-def get_driver(name: str) -> Driver:
+def get_driver(name: str, options: object | None = None) -> Driver:
     """The driver called ``name``. Raises ``UsageError`` for an unknown name and ``DriverError`` when an
     external tool's binary is missing, so a run fails before any server starts."""
     if name not in DRIVERS:
@@ -35,7 +36,8 @@ def get_driver(name: str) -> Driver:
         from iolab.measure.drivers.external import find_binary
 
         find_binary(name)
-    driver: Driver = getattr(importlib.import_module(module), cls)()
+    factory = getattr(importlib.import_module(module), cls)
+    driver: Driver = factory(options) if options is not None else factory()
     return driver
 
 

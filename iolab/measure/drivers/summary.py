@@ -18,9 +18,8 @@ from hdrh.histogram import HdrHistogram
 
 from iolab.analysis import latency
 from iolab.measure.drivers.base import LoadResult
-from iolab.results import LATENCY_PERCENTILES, NOTHING_MEASURED, TOO_MANY_ERRORS, LatencyMs, Status
+from iolab.results import NOTHING_MEASURED, TOO_MANY_ERRORS, LatencyMs, Status
 
-_FIELDS = ("p50", "p66", "p75", "p80", "p90", "p95", "p98", "p99", "p99_9", "p100")
 _SPREAD = 32  # points an interval of a rebuilt histogram is spread over
 LATE_WARN_PCT = 5.0  # open loop: warn when more than this share of requests left > 2 ms late
 # A round whose requests did not succeed (no response, or a status outside 2xx/3xx) in more than this
@@ -89,7 +88,8 @@ def latency_summary(load: LoadResult) -> LatencySummary:
     if source == "percentiles":  # the tool's own figures where it gave them, exact at its resolution
         given = sorted(load.percentiles_us.items())
         values = {}
-        for name, q in zip(_FIELDS, LATENCY_PERCENTILES, strict=True):
+        for q in latency.PERCENTILES:
+            name = latency.percentile_field(q)
             exact = load.percentiles_us.get(float(q))
             if exact is None:
                 exact = next((v for p, v in given if p >= q), given[-1][1])

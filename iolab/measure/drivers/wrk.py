@@ -42,7 +42,6 @@ from iolab.measure.drivers.external import (
 
 NAME = "wrk"
 MARKER = "@@iolab-wrk "
-_REPORTED = (50.0, 75.0, 90.0, 99.0, 99.9, 100.0)
 
 # Lua run by wrk: the request (method, body, headers) and a done() hook that prints one JSON line.
 _DONE_LUA = r"""

@@ -16,6 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from iolab.measure import procfs
+from iolab.measure.procfs import CLOCK_TICKS
+
 # An idle machine shows a few hundredths of a CPU of background work; above these, say so.
 OTHER_LOAD_WARN_CPUS = 0.25
 STEAL_WARN_CPUS = 0.05
@@ -31,13 +34,9 @@ class CpuTimes:
 
     @staticmethod
     def now() -> CpuTimes:
-        hz = os.sysconf("SC_CLK_TCK")
-        with open("/proc/stat", encoding="ascii") as fh:
-            fields = [int(v) for v in fh.readline().split()[1:]]
-        # user nice system idle iowait irq softirq steal …: guest time is already inside user.
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        cpu = procfs.cpu_times()
         t = os.times()
-        return CpuTimes(busy_s=(user + nice + system + irq + softirq) / hz, steal_s=steal / hz,
+        return CpuTimes(busy_s=cpu.busy_ticks / CLOCK_TICKS, steal_s=cpu.steal_ticks / CLOCK_TICKS,
                         wall_s=time.monotonic(),
                         own_s=t.user + t.system + t.children_user + t.children_system)
 

@@ -5,10 +5,13 @@ measured runs interleaved (run 1 of every setting, run 2 …) so that drift on t
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import shutil
 import signal
+import struct
 import tempfile
+import termios
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,7 +23,6 @@ from iolab.analysis.micro.derive import derive_all, explain
 from iolab.errors import EXIT_FAILURE, IolabError, UsageError
 from iolab.measure.micro.machine import CpuTimes, load_warning, machine_facts, other_load
 from iolab.measure.micro.printoff import COUNT_FILE_ENV, launcher_argv, read_count
-from iolab.measure.micro.sinks import make_sink
 from iolab.measure.micro.spawn import Spawner, abandon, reap, reap_strays
 from iolab.measure.micro.target import (
     UNBUFFERED_VAR,
@@ -32,6 +34,7 @@ from iolab.measure.micro.target import (
     python_env,
     resolve_target,
 )
+from iolab.measure.sinks import Sink, TtySink, make_sink
 from iolab.results import RunWarning
 from iolab.results.micro import (
     COUNT_RUN,
@@ -99,6 +102,16 @@ def _failure(code: int | None, timed_out: bool, timeout_s: float) -> str | None:
     return f"exited with status {code}"
 
 
+def _sink(kind: str) -> Sink:
+    """measure/sinks.py's sink of that kind (a file one is a temporary file, removed on close), counting
+    bytes and lines only; a pty says 80x24 to programs that ask for the terminal size, not 0x0."""
+    sink = make_sink(kind)
+    sink.keep_tail = False
+    if isinstance(sink, TtySink):
+        fcntl.ioctl(sink.child_fd(), termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    return sink
+
+
 class Executor:
     """Runs one program once in one setting and turns the kernel's figures into a RunRecord."""
 
@@ -110,11 +123,11 @@ class Executor:
 
     def run(self, setting: str, index: int, stdout: str, argv: tuple[str, ...],
             env: Mapping[str, str]) -> RunRecord:
-        sink = make_sink(stdout, self.workdir)
+        sink = _sink(stdout)
         stderr_path = self.workdir / "stderr"
         child_fds = [os.open(self.stdin_path or os.devnull, os.O_RDONLY),
                      os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)]
-        actions = [(os.POSIX_SPAWN_DUP2, child_fds[0], 0), (os.POSIX_SPAWN_DUP2, sink.child_fd, 1),
+        actions = [(os.POSIX_SPAWN_DUP2, child_fds[0], 0), (os.POSIX_SPAWN_DUP2, sink.child_fd(), 1),
                    (os.POSIX_SPAWN_DUP2, child_fds[1], 2)]
         pid: int | None = None
         try:
@@ -124,7 +137,7 @@ class Executor:
             for fd in child_fds:
                 os.close(fd)
             child_fds.clear()
-            sink.close_child_end()
+            sink.after_spawn()  # our copy of the child's end closed, so EOF can arrive
             ex = reap(pid, t0, t0 + int(self.timeout_s * 1e9))
         finally:
             for fd in child_fds:
@@ -134,15 +147,17 @@ class Executor:
             if pid is not None:
                 abandon(pid)
             reap_strays()
-            out_bytes, out_lines = sink.finish()
+            counts = sink.close()  # after the program and its process group are gone
         error = _failure(ex.exit_code, ex.timed_out, self.timeout_s)
-        io = ex.io or {}
+        io = ex.io
         return RunRecord(
             setting=setting, run=index, status="timeout" if ex.timed_out else ("failed" if error else "ok"),
             pid=ex.pid, exit_code=ex.exit_code, wall_ms=ex.wall_ns / 1e6,
             cpu_user_ms=ex.cpu_user_s * 1e3, cpu_sys_ms=ex.cpu_sys_s * 1e3,
-            write_syscalls=io.get("syscw"), write_bytes=io.get("wchar"), read_syscalls=io.get("syscr"),
-            stdout_bytes=out_bytes, stdout_lines=out_lines,
+            write_syscalls=io.write_syscalls if io else None, write_bytes=io.wchar_bytes if io else None,
+            read_syscalls=io.read_syscalls if io else None,
+            stdout_bytes=None if stdout == "null" else counts.bytes,
+            stdout_lines=None if stdout == "null" else counts.lines,
             voluntary_ctx_switches=ex.nvcsw, involuntary_ctx_switches=ex.nivcsw,
             rss_peak_bytes=ex.maxrss_kib * 1024, error=error,
             stderr_tail=_stderr_tail(stderr_path) if error else (),

@@ -31,7 +31,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from iolab.measure import procs
+from iolab.errors import ProbeError
+from iolab.measure import procfs, procs
 
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 FIND_CHILD_ATTEMPTS = 200
@@ -54,7 +55,7 @@ class Exit:
     maxrss_kib: int
     nvcsw: int
     nivcsw: int
-    io: dict[str, int] | None
+    io: procfs.IoCounters | None
 
 
 def _become_subreaper() -> bool:
@@ -65,35 +66,28 @@ def _become_subreaper() -> bool:
         return False
 
 
-def read_proc_io(pid: int) -> dict[str, int] | None:
-    """``/proc/PID/io`` as numbers, or None when the kernel does not let us read it."""
+def read_proc_io(pid: int) -> procfs.IoCounters | None:
+    """``/proc/PID/io``, or None when the kernel does not let us read it."""
     try:
-        with open(f"/proc/{pid}/io", "rb") as fh:
-            text = fh.read().decode("ascii")
-    except OSError:
+        return procfs.io(pid)
+    except ProbeError:
         return None
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if value.strip().isdigit():
-            out[key.strip()] = int(value)
-    return out
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            raw = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    # The command name may contain spaces and parentheses; the fields after the last ')' do not.
-    return raw[raw.rindex(")") + 2:].split()
 
 
 def _is_our_session_leader(pid: int, me: int) -> bool:
-    f = _stat_fields(pid)
-    # f[1] is the parent, f[3] the session: the program is the leader of the session setsid made.
-    return f is not None and int(f[1]) == me and int(f[3]) == pid
+    try:
+        st = procfs.stat(pid)
+    except ProbeError:
+        return False
+    # The program is the leader of the session setsid made, and our child.
+    return st.ppid == me and st.session == pid
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return procfs.stat(pid).ppid
+    except ProbeError:
+        return None
 
 
 def kill_group(pgid: int) -> None:
@@ -139,10 +133,9 @@ class Spawner:
             for pid in range(helper + 1, helper + 9):
                 if pid != guard and _is_our_session_leader(pid, self.me):
                     return pid
-            for entry in os.scandir("/proc"):
-                if entry.name.isdigit() and int(entry.name) != guard and \
-                        _is_our_session_leader(int(entry.name), self.me):
-                    return int(entry.name)
+            for pid in procfs.pids():
+                if pid != guard and _is_our_session_leader(pid, self.me):
+                    return pid
             time.sleep(FIND_CHILD_SLEEP_S)
         raise OSError("setsid started the program but it cannot be found in /proc")
 
@@ -208,18 +201,10 @@ def _children() -> set[int]:
     """Our live children: the kernel's per-thread lists where it has them (cheap), else a /proc scan."""
     me = os.getpid()
     try:
-        tids = os.listdir(f"/proc/{me}/task")
-        found: set[int] = set()
-        for tid in tids:
-            with open(f"/proc/{me}/task/{tid}/children", "rb") as fh:
-                found.update(int(c) for c in fh.read().split())
-        return found
-    except (OSError, ValueError):  # a kernel without CONFIG_PROC_CHILDREN, or a thread that just exited
+        return {c for tid in procfs.task_ids(me) for c in procfs.children(me, tid)}
+    except (ProbeError, ValueError):  # a kernel without CONFIG_PROC_CHILDREN, or a thread that just exited
         pass
-    return {
-        int(e.name) for e in os.scandir("/proc")
-        if e.name.isdigit() and (f := _stat_fields(int(e.name))) is not None and int(f[1]) == me
-    }
+    return {pid for pid in procfs.pids() if _parent(pid) == me}
 
 
 def reap_strays() -> None:

@@ -1,0 +1,78 @@
+"""``iolab run`` options for measuring past one machine (issue 21): the remote probe and Locust's fleet.
+
+One decorator (``scale_options``) on the run command, and ``scale_fields`` turning the parsed options
+into RunConfig's ``agent`` and ``locust`` fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from iolab.errors import UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_OPTIONS = (
+    click.option("--agent", "agent_url", default=None, metavar="URL",
+                 help="Sample --pid through an `iolab agent` on the server's host (http(s)://HOST:PORT) "
+                      "instead of this host's /proc."),
+    click.option("--agent-token-file", type=click.Path(path_type=Path), default=None,
+                 help="The agent's bearer token (a file of mode 600)."),
+    click.option("--agent-ca", type=click.Path(dir_okay=False, exists=True), default=None,
+                 help="CA certificate to verify an https:// agent with."),
+    click.option("--locust-workers", default=2, show_default=True, type=click.IntRange(0),
+                 help="--driver locust: Locust worker processes started on this host."),
+    click.option("--locust-master", default=None, metavar="HOST:PORT",
+                 help="--driver locust: bind the master here so workers on other hosts can join "
+                      "(python -m iolab.measure.locust_fleet worker HOST:PORT)."),
+    click.option("--locust-remote-workers", default=0, show_default=True, type=click.IntRange(0),
+                 help="--driver locust: how many workers from other hosts the master waits for."),
+)
+
+
+def scale_options(func: F) -> F:
+    for option in reversed(_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--locust-master {text!r}: expected HOST:PORT, e.g. 10.0.0.7:5557")
+    return host, int(port)
+
+
+def scale_fields(kw: dict[str, Any]) -> dict[str, Any]:
+    """RunConfig's ``agent`` and ``locust`` from the options; UsageError for a combination that cannot run."""
+    from iolab.measure.agent_client import agent_spec
+    from iolab.measure.drivers.locust import LocustOptions
+
+    out: dict[str, Any] = {"agent": None, "locust": None}
+    url = kw.get("agent_url")
+    if url:
+        if kw.get("pid") is None or not kw.get("url") or kw.get("cmd"):
+            raise UsageError("--agent samples a running server on another host: it needs --url and --pid")
+        if kw.get("agent_token_file") is None:
+            raise UsageError("--agent needs --agent-token-file (the agent refuses requests without its token)")
+        out["agent"] = agent_spec(url, kw["agent_token_file"], kw.get("agent_ca"))
+    elif kw.get("agent_token_file") or kw.get("agent_ca"):
+        raise UsageError("--agent-token-file and --agent-ca go with --agent URL")
+    locust_given = kw.get("locust_master") or kw.get("locust_remote_workers") or kw.get("locust_workers", 2) != 2
+    if kw.get("driver") == "locust":
+        master = _host_port(kw["locust_master"]) if kw.get("locust_master") else None
+        remote = kw.get("locust_remote_workers") or 0
+        if remote and master is None:
+            raise UsageError("--locust-remote-workers needs --locust-master HOST:PORT for them to join")
+        workers = kw.get("locust_workers", 2)
+        if workers + remote < 1:
+            raise UsageError("--driver locust needs at least one worker (--locust-workers, --locust-remote-workers)")
+        out["locust"] = LocustOptions(workers=workers, master=master, remote_workers=remote)
+    elif locust_given:
+        raise UsageError("--locust-* options go with --driver locust")
+    return out
