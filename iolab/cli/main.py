@@ -19,11 +19,6 @@ from typing import Any
 import click
 
 from iolab import __version__
-<<<<<<< HEAD
-from iolab.cli.options import limit_options
-from iolab.cli.opts_net import net_options
-from iolab.errors import EXIT_INTERRUPTED, IolabError
-=======
 from iolab.cli.stdout import fill_closed_std_fds, guarded_stdout
 from iolab.demo.scenarios import ScenarioChoiceError
 from iolab.errors import EXIT_OK, Interrupted, IolabError, UsageError
@@ -39,7 +34,6 @@ _COMMANDS = (
     ("sweep", "iolab.cli.sweep:sweep_command"),
     ("agent", "iolab.cli.agent:agent_command"),
 )
->>>>>>> main
 
 
 class _Group(click.Group):
@@ -90,100 +84,11 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-<<<<<<< HEAD
-@cli.command("run")
-@click.option("--scenario", "scenario", default=None, metavar="LIST",
-              help="Demo scenarios or groups, comma-separated (see `iolab scenarios`): default = the seed's "
-                   "four and their four controls, all = every installed scenario, catalog = the strategies "
-                   "beyond those eight.")
-@click.option("--app", default=None, metavar="MODULE:ATTR",
-              help="Your ASGI app instead of the demo, e.g. mypkg.main:app (needs --path).")
-@click.option("--app-dir", default=None, type=click.Path(file_okay=False),
-              help="Directory to import --app from (default: the current one).")
-@click.option("--path", "paths", multiple=True, metavar="[NAME=][METHOD:]PATH",
-              help="A path to measure (with --app, --cmd or --url); repeat for several, one fresh server each. "
-                   "E.g. /health, orders=POST:/orders.")
-@click.option("--server", type=click.Choice(["uvicorn", "hypercorn", "granian"]), default="uvicorn",
-              show_default=True, help="ASGI server for --app (hypercorn/granian where installed).")
-@click.option("--loop", type=click.Choice(["auto", "asyncio", "uvloop"]), default="auto", show_default=True,
-              help="Event loop of the served app.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
-              help="Server worker processes (the probe sums the whole process tree).")
-@click.option("--cmd", default=None, metavar="COMMAND",
-              help="Start this server command per scenario (split like a shell, no shell); needs --url.")
-@click.option("--url", default=None, metavar="URL",
-              help="Where the server answers: with --cmd, or alone for a server that is already running.")
-@click.option("--pid", default=None, type=int,
-              help="With --url alone: the running server's PID, to measure its OS costs (else latency only).")
-@click.option("--allow-remote", is_flag=True, help="Allow a --url that is not on loopback.")
-@click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="Request header (repeatable).")
-@click.option("--body", type=click.Path(dir_okay=False), default=None, help="Request body from this file.")
-@click.option("-n", "--requests", default=10_000, show_default=True, type=click.IntRange(1),
-              help="Measured requests per scenario and round (ab -n).")
-@click.option("-c", "--concurrency", default=100, show_default=True, type=click.IntRange(1),
-              help="Requests in flight at once (ab -c).")
-@click.option("--driver", type=click.Choice(["builtin", "ab", "wrk", "hey"]), default="builtin", show_default=True,
-              help="Load generator: iolab's own, or ApacheBench, wrk, hey (must be installed).")
-@click.option("--duration", default=None, metavar="D",
-              help="Run the measured load for this long (20s, 500ms, 2m) instead of -n requests.")
-@click.option("--rate", default=None, type=click.FloatRange(min=0, min_open=True), metavar="R",
-              help="Open loop: R requests/s, each due at its time whether or not the server kept up; latency "
-                   "counted from the due time (needs --duration; builtin driver).")
-@click.option("--arrival", type=click.Choice(["uniform", "poisson"]), default="uniform", show_default=True,
-              help="Open loop: fixed intervals or Poisson arrivals.")
-@click.option("--hdr-log", "hdr_log", type=click.Path(path_type=Path), default=None,
-              help="Also write every round's latencies as an HdrHistogram log (µs), for HdrHistogram's tools.")
-@click.option("--warmup", default=1_000, show_default=True, type=click.IntRange(0),
-              help="Requests sent before measuring, on the same server.")
-@click.option("--keepalive/--no-keepalive", default=False, show_default=True,
-              help="Reuse connections (default: a new connection per request, as ab does).")
-@click.option("--timeout", "timeout_s", default=30.0, show_default=True, type=click.FloatRange(min=0.001),
-              help="Seconds before a request counts as timed out.")
-@click.option("--max-error-pct", "max_error_pct", default=1.0, show_default=True,
-              type=click.FloatRange(0, 100),
-              help="A round whose requests fail or get a status outside 2xx/3xx in more than this share (%) "
-                   "is flagged degraded (exit 8); one where none succeeds measured nothing (exit 7).")
-@click.option("--interval", "interval_s", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
-              help="Seconds between /proc samples (pidstat's interval).")
-@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1),
-              help="Rounds; each runs every scenario once, in rotated order (verdicts need ≥ 2).")
-@click.option("--compare", "compare", multiple=True, metavar="A:B",
-              help="A pair of scenarios to compare (repeatable; default: the demo's controls and seed pairs).")
-@limit_options
-@net_options
-@click.option("--unbuffered", is_flag=True,
-              help="Run the server with PYTHONUNBUFFERED=1 (default: removed, Python's block buffering).")
-@click.option("--stdout", "stdout_kind", default="pipe", show_default=True,
-              type=click.Choice(["pipe", "file", "null", "tty", "slow"]),
-              help="Where the server's stdout/stderr go.")
-@click.option("--sink-rate", default="400KB/s", show_default=True,
-              help="Read rate of --stdout slow.")
-@click.option("--work-us", default=0, show_default=True, type=click.IntRange(0),
-              help="Demo app: each request also burns this many µs of CPU.")
-@click.option("--sink-latency", "sink_latency_ms", default=0.0, show_default=True, type=click.FloatRange(0),
-              help="Demo app: each log write blocks this many ms (a slow log sink).")
-@click.option("--port", default=None, type=click.IntRange(1, 65535),
-              help="Port for the server on 127.0.0.1 (default: a free one per server).")
-@click.option("--ready-timeout", "ready_timeout_s", default=30.0, show_default=True,
-              type=click.FloatRange(min=0.1), help="Seconds to wait for the server to accept connections.")
-# Output paths are not click.Path(dir_okay=False): iolab.outputs checks them all (a directory, a device, a
-# FIFO, an unwritable place …) before anything is measured, with one `error:` line naming the option.
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Results file (JSON, iolab.run/1). Default: iolab-results/<timestamp>.json")
-@click.option("--markdown", type=click.Path(path_type=Path), default=None,
-              help="Also write the tables as GitHub Markdown ('-' = stdout).")
-@click.option("--html", type=click.Path(path_type=Path), default=None,
-              help="Also write a self-contained HTML report with charts (opens offline).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def run_command(**kw: Any) -> None:
-    """Reproduce the seed experiment (or measure your app) and print the tables.
-=======
 def _say(line: str) -> None:
     try:
         click.echo(line, err=True)
     except OSError:  # stderr gone too: the exit code is all that is left to say it
         pass
->>>>>>> main
 
 
 def exit_code(args: Sequence[str] | None = None) -> int:

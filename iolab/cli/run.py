@@ -16,19 +16,13 @@ from urllib.parse import urlsplit
 import click
 from rich.console import Console
 
-<<<<<<< HEAD
-from iolab.cli.options import limits_request
-from iolab.cli.opts_net import net_request
-from iolab.demo.scenarios import select, skipped
-from iolab.errors import DegradedRunError, NothingMeasuredError, ServerDiedError, UsageError
-=======
 from iolab.analysis.knowledge import NONE, ScenarioKnowledge
 from iolab.cli.options import limit_options, limits_request, option_group
+from iolab.cli.opts_net import net_options, net_request
 from iolab.cli.opts_scale import scale_fields, scale_options
 from iolab.cli.progress import LineReporter, ProgressReporter
 from iolab.demo.scenarios import knowledge, select, skipped
 from iolab.errors import DegradedRunError, NothingMeasuredError, ServerDiedError, StdoutError, UsageError
->>>>>>> main
 from iolab.measure.config import DEMO_APP, RunConfig, ScenarioSpec
 from iolab.measure.drivers import validate
 from iolab.measure.drivers.base import LoadSpec, parse_duration
@@ -169,11 +163,8 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         work_us=kw.get("work_us", 0),
         sink_latency_ms=kw.get("sink_latency_ms", 0.0),
         max_error_pct=kw.get("max_error_pct", MAX_ERROR_PCT),
-<<<<<<< HEAD
         network=net_request(kw, scenarios),
-=======
         **scale_fields(kw),
->>>>>>> main
     )
 
 
@@ -345,6 +336,7 @@ def default_output() -> Path:
 @SERVER_OPTIONS
 @OUTPUT_OPTIONS
 @scale_options
+@net_options
 def run_command(**kw: Any) -> None:
     """Reproduce the seed experiment (or measure your app) and print the tables.
 

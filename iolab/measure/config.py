@@ -59,17 +59,14 @@ class RunConfig:
     sink_latency_ms: float = 0.0
     # A round whose requests did not succeed in more than this share (percent) is "degraded" (exit 8).
     max_error_pct: float = MAX_ERROR_PCT
-<<<<<<< HEAD
-    # Logging across a network (issue 20): iolab's namespace, link impairment and collectors; None: none.
-    network: NetRequest | None = None
-=======
     # What the analysis may know about the scenarios (controls, pairs): the demo's own for the demo
     # (iolab.demo.scenarios.knowledge()), nothing for a user's app.
     knowledge: ScenarioKnowledge = NONE
     # Issue 21: the probe served by an `iolab agent` on the server's host; Locust's fleet (--driver locust).
     agent: AgentSpec | None = None
     locust: LocustOptions | None = None
->>>>>>> main
+    # Logging across a network (issue 20): iolab's namespace, link impairment and collectors; None: none.
+    network: NetRequest | None = None
 
     @property
     def is_demo(self) -> bool:

@@ -19,14 +19,9 @@ from typing import Protocol
 from iolab import __version__, results
 from iolab.analysis import advice, verdict
 from iolab.analysis.aggregate import aggregate, window_samples
-<<<<<<< HEAD
-from iolab.errors import IolabError, NoSuchProcess, ServerStartError
-from iolab.measure import facts, hdrlog, netrun
-=======
 from iolab.errors import IolabError, NoSuchProcess, ProbeError, ServerStartError
-from iolab.measure import facts, hdrlog, procfs, procs
+from iolab.measure import facts, hdrlog, netrun, procfs, procs
 from iolab.measure.agent_client import AgentClient, AgentProbe, make_probe
->>>>>>> main
 from iolab.measure.config import RunConfig, ScenarioSpec
 from iolab.measure.drivers import get_driver
 from iolab.measure.drivers.base import LoadResult, LoadSpec
@@ -187,12 +182,8 @@ class Experiment:
         # that is not ok), for a report of what was measured; None before that.
         self.finished: RunResult | None = None
         # get_driver fails now, before any server starts, when an external tool is not installed.
-<<<<<<< HEAD
-        self._drive = driver or get_driver(config.driver).run
-        self.net: netrun.NetSession | None = None  # the run's network (issue 20), while run() runs
-=======
         self._drive = get_driver(config.driver, config.locust).run
->>>>>>> main
+        self.net: netrun.NetSession | None = None  # the run's network (issue 20), while run() runs
         self.state = _State(
             config=config,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -214,13 +205,13 @@ class Experiment:
         Results that could not be written to ``config.output`` are in ``self.keeper.where(config.output)``
         (a fallback file); ``self.keeper.raise_if_fell_back()`` turns that into OutputWriteError.
         """
-        check_outputs(*experiment_outputs(self.config))  # before any network or server starts
+        # Before any network or server starts (and before a save can fail).
+        check_outputs(*experiment_outputs(self.config))
         with netrun.session(self.config.network) as self.net:
             return self._run()
 
     def _run(self) -> RunResult:
         cfg = self.config
-        check_outputs(*experiment_outputs(cfg))  # before any server starts (and before a save can fail)
         specs = cfg.scenarios
         status = "complete"
         with saved_on_error(self.save):
