@@ -112,8 +112,11 @@ DEMO_SCENARIOS: tuple[Scenario, ...] = (
 
 # Logging across a network (issue 20, iolab/demo/remote.py): only in the "network" group, since they need
 # iolab's namespace and collectors (root); selecting one builds them.
+_NETWORK_PEERS = {"queue-http": ("http-per-record",), "ours-http": ("http-per-record", "queue-http"),
+                  "ours-tcp": ("socket-tcp", "syslog-tcp")}
 NETWORK_SCENARIOS: tuple[Scenario, ...] = tuple(
-    Scenario(name, f"/{name}", handler, isolates, writes=False, network=True, defers=defers)
+    Scenario(name, f"/{name}", handler, isolates, writes=False, network=True, defers=defers,
+             peers=_NETWORK_PEERS.get(name, ()))
     for name, handler, isolates, defers in (
         ("syslog-udp", "async def + stdlib SysLogHandler (UDP)", "a datagram per record", False),
         ("syslog-tcp", "async def + stdlib SysLogHandler (TCP)", "a send per record on a kept connection", False),
