@@ -60,6 +60,7 @@ def delivery_table(result: RunResult) -> Table | None:
         "trips/record: TCP handshakes + HTTP exchanges the collector saw per record received (— for rsyslogd); max "
         "delay: log call to receipt. Every round summed.",
         left_columns=1,
+        text_columns=(5,),  # the collector's kind
     )
 
 
