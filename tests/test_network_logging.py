@@ -229,3 +229,14 @@ def test_a_killed_run_leaves_no_collector_and_the_next_sweeps_the_rest(tmp_path:
         pass
     assert netns.list_ours(proc.pid) == []
     assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith(f"iolab-net-{proc.pid}-")]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--collector-outage", "5s"), "expected START:DURATION"),
+    (("--net-delay", "fast"), "--net-delay 'fast'"),
+    (("--net-delay", "2ms", "--url", "http://127.0.0.1:9/"), "need a server that iolab starts"),
+])
+def test_bad_network_options_are_one_error_line(args: tuple[str, ...], message: str) -> None:
+    proc = run_cli("run", *args)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and message in proc.stderr and "Traceback" not in proc.stderr
