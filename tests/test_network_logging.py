@@ -176,6 +176,9 @@ def test_through_an_outage_the_blocking_handler_stalls_and_ours_stays_bounded(tm
     assert completed(naive, (1,)) == 0
     assert completed(ours, (1, 2)) > 0
     assert ours.delivery.dropped is not None and ours.delivery.lost <= ours.delivery.dropped
+    # Memory stayed bounded: what the handler held through the outage never passed its budget.
+    peak, budget = ours.delivery.buffer_peak_bytes, ours.delivery.buffer_budget_bytes
+    assert peak is not None and budget is not None and 0 < peak <= budget
     assert any(r.latency_per_s for r in naive.rounds)
     assert any("outage" in f for f in network_findings(result))
     again = results.loads(results.dumps(result))

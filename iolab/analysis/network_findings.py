@@ -98,6 +98,9 @@ def _outage(result: RunResult, sc: Sequence[ScenarioResult]) -> list[str]:
         what = ("requests stalled behind the collector" if stalled else "latency stayed bounded")
         drop = (f", the handler dropped and counted {d.dropped:,} records" if d.dropped else
                 ", no record dropped" if d.dropped == 0 else "")
+        if d.buffer_peak_bytes is not None and d.buffer_budget_bytes:
+            drop += (f"; its buffer peaked at {d.buffer_peak_bytes / 1024:,.0f} KiB of its "
+                     f"{d.buffer_budget_bytes / 1024:,.0f} KiB budget")
         cut = f" (of the {duration:g} s asked: the load ended first)" if d.outage_s < duration - 0.05 else ""
         out.append(
             f"Through the {d.outage_s:g} s collector outage{cut}, {s.name}: {what} (slowest response {_ms(during)} "

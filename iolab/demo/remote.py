@@ -43,6 +43,7 @@ _TAG = os.environ.get("IOLAB_NET_TAG", "demo")
 _ALL: list[Lazy[Any]] = []
 _handlers: list[logging.Handler] = []
 _sinks: list[Any] = []  # ours-*: the network sinks, for their counts
+_batching: list[Any] = []  # ours-*: their BatchHandlers, whose buffer is sampled
 
 
 def _env(name: str) -> str:
@@ -53,10 +54,18 @@ def _env(name: str) -> str:
     return value
 
 
+_SAMPLE_EVERY = 32  # records between two looks at the batching handler's buffer (a lock each time)
+_buffer_peak: int | None = None
+
+
 def _record_text() -> str:
-    global _sent
+    global _sent, _buffer_peak
     seq = next(_seq)
     _sent = seq  # the highest number handed out is how many records were logged (one per request)
+    if seq % _SAMPLE_EVERY == 0 and _batching:
+        # The handler's own peak_bytes is kept on its slow path only; what it holds now is exact enough.
+        held = max(h.stats()["pending_bytes"] for h in _batching)
+        _buffer_peak = held if _buffer_peak is None else max(_buffer_peak, held)
     return f"iolab-rec {_TAG} {seq} {time.time():.6f}"
 
 
@@ -142,6 +151,7 @@ def _ours(sink: Any, name: str) -> tuple[logging.Logger, Callable[[], None]]:
 
     handler = BatchHandler(sink)
     _sinks.append(sink)
+    _batching.append(handler)
 
     def close() -> None:
         handler.close()  # writes what is buffered (bounded by its flush_timeout)
@@ -232,7 +242,9 @@ def _report(final: bool) -> None:
         return
     dropped = sum(getattr(h, "dropped", 0) for h in _handlers)
     sinks = [s.stats() for s in _sinks]
+    budget = max((h.max_bytes for h in _batching), default=0) or None
     data = {"tag": _TAG, "sent": _sent, "final": final, "dropped": dropped if final else None,
+            "buffer_peak_bytes": _buffer_peak if _batching else None, "buffer_budget_bytes": budget,
             "handler_counts_drops": any(hasattr(h, "dropped") for h in _handlers), "sinks": sinks}
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:

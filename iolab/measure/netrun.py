@@ -103,6 +103,7 @@ class NetSession:
         self._before: dict[str, Any] = {}
         self._per_s: tuple[SecondLatency, ...] = ()
         self._outage_s: float | None = None
+        self._server_data: dict[str, Any] = {}  # what the server wrote at its shutdown (demo/remote.py)
 
     def __enter__(self) -> NetSession:
         missing = unavailable_reason() or rsyslogd_missing()
@@ -181,6 +182,7 @@ class NetSession:
 
     def finish_round(self, record: RoundRecord, scenario: str) -> RoundRecord:
         sent, dropped, counts_drops, flushed = self._server_count()
+        peak, budget = self._server_data.get("buffer_peak_bytes"), self._server_data.get("buffer_budget_bytes")
         deadline = time.monotonic() + _SETTLE_MAX_S
         last, quiet_since = None, time.monotonic()
         while True:
@@ -192,16 +194,19 @@ class NetSession:
             if (sent is not None and got >= sent) or now - quiet_since >= _SETTLE_QUIET_S or now >= deadline:
                 break
             time.sleep(0.1)
-        delivery = replace(self._delivery(scenario, stats, sent, dropped if counts_drops else None), flushed=flushed)
+        delivery = replace(self._delivery(scenario, stats, sent, dropped if counts_drops else None), flushed=flushed,
+                           buffer_peak_bytes=peak, buffer_budget_bytes=budget)
         return replace(record, delivery=delivery, latency_per_s=self._per_s)
 
     def _server_count(self) -> tuple[int | None, int | None, bool, bool | None]:
         """(sent, dropped, whether the handler counts drops, whether its handlers finished closing)."""
+        self._server_data = {}
         try:
             with open(self._report) as f:
                 data = json.load(f)
         except (OSError, ValueError):
             return None, None, False, None  # the server never logged (a user's app), or died before its shutdown
+        self._server_data = data
         return (int(data["sent"]), data.get("dropped"), bool(data.get("handler_counts_drops")),
                 bool(data.get("final")))
 
@@ -237,13 +242,15 @@ def scenario_delivery(scenario: ScenarioResult) -> ScenarioResult:
     received = sum(d.received for d in ds)
     delays = [d.max_delay_ms for d in ds if d.max_delay_ms is not None]
     outages = [d.outage_s for d in ds if d.outage_s is not None]
+    peaks = [d.buffer_peak_bytes for d in ds if d.buffer_peak_bytes is not None]
     return replace(scenario, delivery=Delivery(
         collector=ds[0].collector, sent=sent, received=received, lost=sum(d.lost for d in ds),
         duplicated=sum(d.duplicated for d in ds), max_delay_ms=max(delays) if delays else None,
         dropped=total("dropped"), connections=conns, http_requests=reqs,
         round_trips_per_record=round((conns + (reqs or 0)) / received, 3) if conns is not None and received else None,
         outage_s=max(outages) if outages else None,
-        flushed=None if any(d.flushed is None for d in ds) else all(d.flushed for d in ds)))
+        flushed=None if any(d.flushed is None for d in ds) else all(d.flushed for d in ds),
+        buffer_peak_bytes=max(peaks) if peaks else None, buffer_budget_bytes=ds[0].buffer_budget_bytes))
 
 
 def session(request: NetRequest | None) -> contextlib.AbstractContextManager[NetSession | None]:

@@ -21,6 +21,8 @@ class Delivery:
     which keeps its connections to itself). ``outage_s``: how long the collector was stopped during the
     load. ``flushed``: the server's handlers finished closing before it exited (False: it was stopped
     first, and what they still held was lost; None: unknown, not the demo's scenarios).
+    ``buffer_peak_bytes`` / ``buffer_budget_bytes``: iolab.logging's handler, the most it held in memory
+    and its budget (``max_bytes``); None for the other handlers.
     """
 
     collector: str
@@ -35,6 +37,8 @@ class Delivery:
     round_trips_per_record: float | None = None
     outage_s: float | None = None
     flushed: bool | None = None
+    buffer_peak_bytes: int | None = None
+    buffer_budget_bytes: int | None = None
 
 
 @dataclass(frozen=True)
