@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +43,46 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240, env: dict
         [sys.executable, "-m", "iolab", *args], cwd=cwd or REPO, env=env or iolab_env(),
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
     )
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    """A pipe's (read end, write end), both closed after the test unless the test closed them."""
+    r, w = os.pipe()
+    yield r, w
+    for fd in (r, w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def running_http_server(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """``python -m http.server`` serving an index.html on 127.0.0.1, started apart from iolab: (port, pid)."""
+    port = free_port()
+    (tmp_path / "index.html").write_text("hello")
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+                             str(tmp_path), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20  # a guard, not a timing
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port, proc.pid
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def iolab_cgroups() -> list[str]:

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -24,6 +25,7 @@ import pytest
 from iolab.errors import DriverError, UsageError
 from iolab.measure.drivers.base import LoadResult, LoadSpec
 from iolab.measure.drivers.builtin import BuiltinDriver, run_load, spec_from_json, spec_to_json
+from tests.conftest import free_port
 
 # Written to a temporary directory and served by uvicorn in its own process.
 APP = """
@@ -71,43 +73,32 @@ async def _reply(send, status, body, headers=()):
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a uvicorn server serving APP on an ephemeral port."""
-    tmp = tmp_path_factory.mktemp("driver_app")
-    (tmp / "driver_app.py").write_text(APP)
+@contextmanager
+def uvicorn_serving(tmp: Path, module: str, app: str) -> Iterator[int]:
+    """uvicorn serving ``app`` (a module's text, written to tmp/<module>.py) on 127.0.0.1: its port."""
+    (tmp / f"{module}.py").write_text(app)
     log_path = tmp / "server.log"
     # Port 0 and the port read back from uvicorn's log, not --fd: uvicorn wraps an inherited socket as
     # AF_UNIX, so uvloop leaves Nagle on and keep-alive responses stall 40 ms on delayed ACKs.
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "driver_app:app",
-                "--app-dir",
-                str(tmp),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--log-level",
-                "info",
-                "--no-access-log",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+            [sys.executable, "-m", "uvicorn", f"{module}:app", "--app-dir", str(tmp), "--host", "127.0.0.1",
+             "--port", "0", "--log-level", "info", "--no-access-log"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        port = _wait_for_port(log_path, proc)
-        assert _get(port, "/ok") == "ok"
-        yield f"http://127.0.0.1:{port}"
+        yield _wait_for_port(log_path, proc)
     finally:
-        # SIGKILL, not SIGTERM: uvicorn would wait for the /slow handlers still sleeping.
+        # SIGKILL, not SIGTERM: uvicorn would wait for the handlers still sleeping (/slow, /stall).
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a uvicorn server serving APP on an ephemeral port."""
+    with uvicorn_serving(tmp_path_factory.mktemp("driver_app"), "driver_app", APP) as port:
+        assert _get(port, "/ok") == "ok"
+        yield f"http://127.0.0.1:{port}"
 
 
 def _wait_for_port(log_path: Path, proc: subprocess.Popen[bytes]) -> int:
@@ -134,12 +125,6 @@ def _connections(server: str) -> dict[str, int]:
     """Distinct TCP connections the server saw per path since the last call."""
     counts: dict[str, int] = json.loads(_get(int(server.rsplit(":", 1)[1]), "/ports"))
     return counts
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _assert_consistent(r: LoadResult) -> None:
@@ -212,7 +197,7 @@ def test_connection_closed_mid_response(server: str) -> None:
 
 
 def test_refused_connections_are_counted_not_raised() -> None:
-    r = run_load(LoadSpec(url=f"http://127.0.0.1:{_free_port()}/", requests=20, concurrency=5))
+    r = run_load(LoadSpec(url=f"http://127.0.0.1:{free_port()}/", requests=20, concurrency=5))
     assert (r.requests, r.connect_errors, r.completed) == (20, 20, 0)
     assert len(r.errors_sample) == 1 and "refused" in r.errors_sample[0].lower()
 
@@ -229,6 +214,8 @@ def test_open_loop_keeps_both_latencies(server: str) -> None:
 class _RawServer:
     """Answers every connection with fixed bytes, then closes: responses uvicorn would never send."""
 
+    concurrent = False  # one connection at a time, in the order they come
+
     def __init__(self, reply: bytes | tuple[bytes, ...]) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         # A tuple is sent a part at a time, 20 ms apart, so the driver reads it in as many chunks.
@@ -243,17 +230,23 @@ class _RawServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                for i, part in enumerate(self.parts):
-                    if i:
-                        time.sleep(0.02)
-                    conn.sendall(part)
+            if self.concurrent:
+                threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+            else:
+                self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            for i, part in enumerate(self.parts):
+                if i:
+                    time.sleep(0.02)
+                conn.sendall(part)
 
     def close(self) -> None:
         self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone would not
@@ -295,13 +288,7 @@ def test_raw_responses(reply: bytes | tuple[bytes, ...], outcome: str, keepalive
 class _CyclingServer(_RawServer):
     """Keeps each connection open and answers its requests with the replies in turn, over and over."""
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+    concurrent = True  # each connection stays open: answered on a thread of its own
 
     def _answer(self, conn: socket.socket) -> None:
         with conn:

@@ -17,7 +17,8 @@ from iolab.errors import DriverError, UsageError
 from iolab.measure.drivers import get_driver
 from iolab.measure.drivers.base import LoadResult, LoadSpec
 from iolab.measure.drivers.summary import latency_summary
-from tests.test_driver_builtin import _free_port, server  # noqa: F401 - the fixture, shared
+from tests.conftest import free_port
+from tests.test_driver_builtin import server  # noqa: F401 - the fixture, shared
 
 TOOLS = ("ab", "wrk", "hey")
 
@@ -71,7 +72,7 @@ def test_non_2xx(tool: str, server: str) -> None:  # noqa: F811
 @pytest.mark.parametrize("tool", TOOLS)
 def test_refused_connections(tool: str) -> None:
     need(tool)
-    r = get_driver(tool).run(spec(tool, f"http://127.0.0.1:{_free_port()}/", requests=10))
+    r = get_driver(tool).run(spec(tool, f"http://127.0.0.1:{free_port()}/", requests=10))
     assert r.completed == 0 and r.connect_errors > 0
     assert r.errors_sample
 

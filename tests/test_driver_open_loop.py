@@ -7,10 +7,6 @@ was due, every request that fell due during the stall carries its share of it.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +16,7 @@ from iolab.measure import hdrlog
 from iolab.measure.drivers.base import LoadSpec
 from iolab.measure.drivers.builtin import run_load
 from iolab.measure.drivers.summary import behind_schedule, latency_summary, load_facts, uncorrected_summary
-from tests.test_driver_builtin import _wait_for_port
+from tests.test_driver_builtin import uvicorn_serving
 
 # /stall/N: every Nth request to it blocks the whole server (the event loop) for STALL_MS.
 STALL_MS = 200.0  # the time.sleep(0.2) in APP
@@ -53,19 +49,8 @@ async def app(scope, receive, send):
 
 @pytest.fixture(scope="module")
 def stalling(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("stall_app")
-    (tmp / "stall_app.py").write_text(APP)
-    log_path = tmp / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "stall_app:app", "--app-dir", str(tmp), "--host", "127.0.0.1",
-             "--port", "0", "--no-access-log"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield f"http://127.0.0.1:{_wait_for_port(log_path, proc)}"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    with uvicorn_serving(tmp_path_factory.mktemp("stall_app"), "stall_app", APP) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def open_loop(url: str, **kw: object) -> LoadSpec:

@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from iolab.errors import LimitsError, UsageError
-from iolab.measure import limits
+from iolab.measure import cgroup_sweep, limits
 from iolab.measure.limits import (
     LimitSession,
     LimitsRequest,
@@ -54,7 +54,7 @@ def session() -> Iterator[Callable[..., LimitSession]]:
         s.close()
     leaked = _ours()
     for path in leaked:
-        limits._kill_and_remove(path)
+        cgroup_sweep.kill_and_remove(path)
     assert not leaked, f"cgroups left behind: {leaked}"
 
 

@@ -11,8 +11,6 @@ import io
 import logging
 import logging.config
 import os
-import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,20 +19,18 @@ import pytest
 
 import iolab.logging
 from iolab.logging import BatchHandler, DeferredHandler
-from tests.test_logging_handler import Reader, dropped_counts, numbers, small_pipe, syscw
+from tests.test_logging_handler import (
+    Reader,
+    delivered_or_counted,
+    numbers,
+    read_slowly,
+    reading,
+    small_pipe,
+    syscw,
+    threads_log_whole_lines_in_order,
+)
 
 RECORD = "record %06d: the quick brown fox jumps"
-
-
-@pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    r, w = os.pipe()
-    yield r, w
-    for fd in (r, w):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 @pytest.fixture
@@ -77,8 +73,7 @@ class Keep(logging.Handler):
 
 def test_the_caller_only_captures_tuples_and_makes_no_syscall(pipe: tuple[int, int],
                                                               made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("capture")
     h = deferred(made, lg, w, "%(levelname)s %(name)s: %(message)s", deadline=30.0)
     lg.info("warm-up")  # starts the writer thread
@@ -100,8 +95,7 @@ def test_the_caller_only_captures_tuples_and_makes_no_syscall(pipe: tuple[int, i
 
 def test_mutable_arguments_are_rendered_at_the_call_immutable_ones_kept(pipe: tuple[int, int],
                                                                        made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("mutable")
     h = deferred(made, lg, w, deadline=30.0)
 
@@ -133,8 +127,7 @@ def test_mutable_arguments_are_rendered_at_the_call_immutable_ones_kept(pipe: tu
 
 def test_levels_setlevel_disable_and_disabled_take_effect_after_install(pipe: tuple[int, int],
                                                                         made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("levels")
     h = deferred(made, lg, w, "%(levelname)s %(message)s", level="INFO")
     lg.debug("1 no")
@@ -171,8 +164,7 @@ def test_levels_setlevel_disable_and_disabled_take_effect_after_install(pipe: tu
 
 def test_exc_info_stack_info_stacklevel_take_the_stdlib_path_in_order(pipe: tuple[int, int],
                                                                       made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("kwargs")
     h = deferred(made, lg, w, "%(funcName)s:%(lineno)d %(message)s")
 
@@ -211,8 +203,7 @@ def currentline() -> int:
 
 def test_extra_adds_fields_and_a_key_clash_raises_keyerror_like_the_stdlib(
         pipe: tuple[int, int], made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("extra")
     deferred(made, lg, w)
     plain = fresh_logger("extra-stdlib")
@@ -230,8 +221,7 @@ def test_extra_adds_fields_and_a_key_clash_raises_keyerror_like_the_stdlib(
 
 
 def test_log_needs_an_int_level_and_adapters_work(pipe: tuple[int, int], made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("adapter")
     deferred(made, lg, w, "%(funcName)s %(message)s")
     with pytest.raises(TypeError, match="level must be an integer"):
@@ -244,8 +234,7 @@ def test_log_needs_an_int_level_and_adapters_work(pipe: tuple[int, int], made: l
 
 
 def test_formatter_change_applies_to_later_records_only(pipe: tuple[int, int], made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("refmt")
     h = deferred(made, lg, w, "A %(message)s", deadline=30.0)
     lg.info("one")
@@ -261,8 +250,7 @@ def test_formatter_change_applies_to_later_records_only(pipe: tuple[int, int], m
 
 def test_a_filter_added_later_applies_through_the_stdlib_path(pipe: tuple[int, int],
                                                                made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("filter-later")
     h = deferred(made, lg, w)
 
@@ -293,8 +281,7 @@ def test_a_filter_added_later_applies_through_the_stdlib_path(pipe: tuple[int, i
 
 
 def test_a_handler_on_an_ancestor_gets_its_records_too(pipe: tuple[int, int], made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     parent = fresh_logger("anc")  # does not propagate to the root (pytest's handlers)
     child = fresh_logger("anc.child", propagate=True)
     h = deferred(made, child, w)
@@ -318,8 +305,7 @@ def test_a_handler_on_an_ancestor_gets_its_records_too(pipe: tuple[int, int], ma
 
 def test_a_new_logger_between_child_and_handler_is_noticed(pipe: tuple[int, int],
                                                            made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     top = fresh_logger("gap")
     leaf = logging.getLogger("iolab-defer.gap.middle.leaf")  # "middle" is only a placeholder for now
     h = deferred(made, top, w)
@@ -338,8 +324,7 @@ def test_a_new_logger_between_child_and_handler_is_noticed(pipe: tuple[int, int]
 
 def test_a_formatter_subclass_falls_back_with_its_own_output(pipe: tuple[int, int],
                                                               made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("subclass")
     h = deferred(made, lg, w)
 
@@ -446,36 +431,11 @@ def test_bad_arguments() -> None:
 
 def test_many_threads_lose_nothing_and_never_split_a_line(pipe: tuple[int, int],
                                                           made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("threads")
     h = deferred(made, lg, w, "%(threadName)s %(message)s", max_records=1 << 22)
-    n_threads, n = 8, 5000
-    barrier = threading.Barrier(n_threads)
-
-    def work(t: int) -> None:
-        barrier.wait()
-        for i in range(n):
-            lg.info("record %05d %s", i, "x" * (i % 50))
-
-    threads = [threading.Thread(target=work, args=(t,), name=f"w{t}") for t in range(n_threads)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert h.flush(10)
-    lines = reader.wait_lines(n_threads * n)
-    assert len(lines) == n_threads * n
-    pat = re.compile(rb"w(\d) record (\d{5}) (x*)")
-    seen: dict[int, list[int]] = {t: [] for t in range(n_threads)}
-    for line in lines:
-        m = pat.fullmatch(line)
-        assert m, f"line split or interleaved: {line!r}"
-        t, i = int(m.group(1)), int(m.group(2))
-        assert len(m.group(3)) == i % 50
-        seen[t].append(i)
-    assert all(seen[t] == list(range(n)) for t in range(n_threads)), "per-thread order kept"
-    assert h.stats()["deferred_records"] == n_threads * n
+    threads_log_whole_lines_in_order(lg, h, reader, rb"w(\d) thread \1 record (\d{5}) (x*)")  # threadName too
+    assert h.stats()["deferred_records"] == 8 * 5000
 
 
 @pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
@@ -496,11 +456,7 @@ def test_drop_policies_count_and_report(policy: str, pipe: tuple[int, int], made
     lg.info(RECORD, 5000)
     assert h.flush(10)
     lines = reader.wait_for(b"record 005000")
-    got = numbers(lines)
-    assert got[-1] == 5000
-    assert sum(dropped_counts(lines)) == h.dropped, "every drop is reported, once"
-    assert len(got) + h.dropped == 5001, "a record is either delivered or counted as dropped"
-    assert got == sorted(got)
+    got = delivered_or_counted(lines, h, last=5000)
     assert b"400-record buffer full" in reader.data
     if policy == "drop_newest":
         assert got[:100] == list(range(100))
@@ -514,18 +470,7 @@ def test_block_policy_waits_for_a_slow_reader_and_loses_nothing(pipe: tuple[int,
     small_pipe(w)
     lg = fresh_logger("block")
     h = deferred(made, lg, w, max_records=200, batch_records=50, policy="block", block_timeout=30, deadline=0.01)
-    got: list[bytes] = []
-
-    def slow_reader() -> None:
-        while True:
-            b = os.read(r, 4096)
-            if not b:
-                return
-            got.append(b)
-            time.sleep(0.002)
-
-    t = threading.Thread(target=slow_reader, daemon=True)
-    t.start()
+    t, got = read_slowly(r)
     for i in range(3000):
         lg.info(RECORD, i)  # 3000 records through a 200-record budget: the caller has to wait
     assert h.flush(10)
@@ -564,8 +509,7 @@ def test_pty_and_stream_without_descriptor(made: list[logging.Handler]) -> None:
 def test_a_record_that_fails_to_format_is_reported_like_the_stdlib(pipe: tuple[int, int],
                                                                    made: list[logging.Handler],
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("bad-args")
     h = deferred(made, lg, w)
     lg.info("one %d", "not a number")  # formatted by the writer: TypeError there
@@ -579,8 +523,7 @@ def test_a_record_that_fails_to_format_is_reported_like_the_stdlib(pipe: tuple[i
 
 def test_keywords_that_cannot_change_the_line_stay_on_the_fast_path(pipe: tuple[int, int],
                                                                      made: list[logging.Handler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("quiet")
     h = deferred(made, lg, w)
     lg.info("a", exc_info=False)
@@ -605,8 +548,7 @@ def test_keywords_that_cannot_change_the_line_stay_on_the_fast_path(pipe: tuple[
 
 def test_an_argument_that_fails_to_render_at_the_call_is_reported_by_the_stdlib(
         pipe: tuple[int, int], made: list[logging.Handler], capsys: pytest.CaptureFixture[str]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("bad-render")
     h = deferred(made, lg, w, "%(funcName)s %(message)s")
     lg.info("a list %d", [1])  # rendered at the call (a list): TypeError, so the stdlib path handles it
@@ -623,8 +565,7 @@ def test_a_decimal_is_rendered_with_the_callers_decimal_context(pipe: tuple[int,
                                                                 made: list[logging.Handler]) -> None:
     import decimal
 
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     lg = fresh_logger("decimal")
     h = deferred(made, lg, w, deadline=30.0)
     with decimal.localcontext() as ctx:  # this thread's context only; the writer thread has its own

@@ -10,10 +10,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections import Counter
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests import logging_children as children
+from tests.conftest import REPO
+
 # A format that needs the clock, the thread and the caller's frame, so every capture path is exercised.
 FMT = "%(asctime)s %(threadName)s %(funcName)s %(message)s"
 SETUP = """
@@ -26,13 +26,11 @@ log = logging.getLogger("child")
 
 
 def run_child(body: str, kwargs: str = "", timeout: float = 60, fmt: str = FMT) -> subprocess.CompletedProcess[bytes]:
-    code = SETUP.format(fmt=fmt, kwargs=kwargs) + textwrap.dedent(body)
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.DEVNULL,
-                          capture_output=True, timeout=timeout)
+    return children.run_python(SETUP.format(fmt=fmt, kwargs=kwargs) + textwrap.dedent(body), timeout)
 
 
 def lines_of(out: bytes, prefix: str) -> list[int]:
-    return [int(m.group(1)) for m in re.finditer(rf" {prefix} (\d+)$".encode(), out, re.M)]
+    return children.numbers(out, prefix, line_start=False)  # FMT puts the time, thread and function first
 
 
 def test_normal_exit_delivers_every_record_captured_on_the_fast_path() -> None:
@@ -61,41 +59,14 @@ def test_module_level_functions_report_the_callers_frame() -> None:
 
 
 def test_sigterm_flushes_then_dies_of_sigterm() -> None:
-    code = SETUP.format(fmt=FMT, kwargs="deadline=30.0") + textwrap.dedent("""
-        for i in range(3000):
-            log.info("rec %d", i)
-        sys.stderr.write("ready\\n"); sys.stderr.flush()
-        time.sleep(60)
-    """)
-    p = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert p.stderr is not None
-        assert p.stderr.readline() == b"ready\n"
-        p.send_signal(signal.SIGTERM)
-        out, _err = p.communicate(timeout=30)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert p.returncode == -signal.SIGTERM, "the default action still happens, after the flush"
+    setup = SETUP.format(fmt=FMT, kwargs="deadline=30.0")
+    returncode, out = children.sigterm_when_ready(setup + children.READY_AFTER_3000)
+    assert returncode == -signal.SIGTERM, "the default action still happens, after the flush"
     assert lines_of(out, "rec") == list(range(3000))
 
 
 def test_fork_child_and_parent_both_deliver_without_duplicates() -> None:
-    proc = run_child("""
-        for i in range(100):
-            log.info("pre %d", i)          # still captured at fork time (deadline 1 s)
-        pid = os.fork()
-        if pid == 0:
-            for i in range(100):
-                log.info("child %d", i)
-            sys.exit(0)                    # normal exit in the child: its atexit flush
-        for i in range(100):
-            log.info("parent %d", i)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-    """, "deadline=1.0", fmt="%(process)d %(message)s")
+    proc = run_child(children.FORK_CHILD_AND_PARENT, "deadline=1.0", fmt="%(process)d %(message)s")
     assert proc.returncode == 0, proc.stderr
     for prefix in ("pre", "child", "parent"):
         assert sorted(lines_of(proc.stdout, prefix)) == list(range(100)), prefix
@@ -106,45 +77,13 @@ def test_fork_child_and_parent_both_deliver_without_duplicates() -> None:
 
 
 def test_fork_while_other_threads_log_does_not_deadlock() -> None:
-    proc = run_child("""
-        import threading
-        stop = False
-        def spam(t):
-            i = 0
-            while not stop:
-                log.info("spam %d %d", t, i)
-                i += 1
-        threads = [threading.Thread(target=spam, args=(t,)) for t in range(2)]
-        for t in threads:
-            t.start()
-        for k in range(20):
-            pid = os.fork()
-            if pid == 0:
-                log.info("forked %d", k)
-                h.flush(5)
-                os._exit(0)
-            _, status = os.waitpid(pid, 0)
-            assert os.waitstatus_to_exitcode(status) == 0
-        stop = True
-        for t in threads:
-            t.join()
-    """, "max_records=2000, policy='drop_oldest'", timeout=60)
+    proc = run_child(children.FORK_WHILE_THREADS_LOG, "max_records=2000, policy='drop_oldest'", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert sorted(lines_of(proc.stdout, "forked")) == list(range(20))
 
 
 def test_multiprocessing_fork_child_is_flushed() -> None:
-    proc = run_child("""
-        import multiprocessing as mp
-        def work():
-            for i in range(1000):
-                log.info("mp %d", i)
-        if __name__ == "__main__":
-            p = mp.get_context("fork").Process(target=work)
-            p.start()
-            p.join()
-            assert p.exitcode == 0
-    """, "deadline=5.0", fmt="%(processName)s %(message)s")
+    proc = run_child(children.MULTIPROCESSING_FORK, "deadline=5.0", fmt="%(processName)s %(message)s")
     assert proc.returncode == 0, proc.stderr
     assert lines_of(proc.stdout, "mp") == list(range(1000))
     assert proc.stdout.startswith(b"ForkProcess-1 mp 0\n"), "processName captured in the child, at the call"
@@ -163,21 +102,9 @@ def test_os_exit_loses_at_most_the_buffer() -> None:
 
 
 def test_many_threads_at_exit_neither_lost_nor_duplicated() -> None:
-    proc = run_child("""
-        import threading
-        def work(t):
-            for i in range(2500):
-                log.info("t%d %d", t, i)
-        threads = [threading.Thread(target=work, args=(t,), name=f"w{t}") for t in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    """)
+    proc = run_child(children.MANY_THREADS)
     assert proc.returncode == 0, proc.stderr
-    counts = Counter(re.findall(rb" w(\d) work t\1 (\d+)$", proc.stdout, re.M))
-    assert len(counts) == 8 * 2500 and set(counts.values()) == {1}
-    assert proc.stdout.count(b"\n") == 8 * 2500, "no line split or merged"
+    children.assert_many_threads_once_each(proc.stdout, rb" w(\d) work t\1 (\d+)$")
 
 
 def test_write_syscalls_per_record_stay_below_one_in_a_hundred() -> None:

@@ -76,23 +76,48 @@ class Reader:
         return self.data.splitlines()
 
 
+def reading(pipe: tuple[int, int]) -> tuple[Reader, int]:
+    """A Reader draining the pipe's read end, and the write end to log to."""
+    r, w = pipe
+    return Reader(r), w
+
+
+def threads_log_whole_lines_in_order(lg: logging.Logger, h: BatchHandler, reader: Reader, line: bytes,
+                                     n_threads: int = 8, n: int = 5000) -> None:
+    """Threads w0, w1 … log ``thread <t> record <i> x…`` n times each, all at once. Every line must arrive
+    whole (match ``line``, whose groups are t, i and the x's) and each thread's lines in their order."""
+    barrier = threading.Barrier(n_threads)
+
+    def work(t: int) -> None:
+        barrier.wait()
+        for i in range(n):
+            lg.info("thread %d record %05d %s", t, i, "x" * (i % 50))
+
+    threads = [threading.Thread(target=work, args=(t,), name=f"w{t}") for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert h.flush(10)
+    lines = reader.wait_lines(n_threads * n)
+    assert len(lines) == n_threads * n
+    pat = re.compile(line)
+    seen: dict[int, list[int]] = {t: [] for t in range(n_threads)}
+    for got in lines:
+        m = pat.fullmatch(got)
+        assert m, f"line split or interleaved: {got!r}"
+        t, i = int(m.group(1)), int(m.group(2))
+        assert len(m.group(3)) == i % 50
+        seen[t].append(i)
+    assert all(seen[t] == list(range(n)) for t in range(n_threads)), "per-thread order kept"
+
+
 def make_logger(handler: logging.Handler, name: str) -> logging.Logger:
     lg = logging.getLogger(f"iolab-test.{name}")
     lg.propagate = False
     lg.handlers[:] = [handler]
     lg.setLevel(logging.DEBUG)
     return lg
-
-
-@pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    r, w = os.pipe()
-    yield r, w
-    for fd in (r, w):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 @pytest.fixture
@@ -118,8 +143,7 @@ def syscw() -> int:
 
 
 def test_many_records_few_writes(pipe: tuple[int, int], handlers: list[BatchHandler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     h = new_handler(handlers, w)
     lg = make_logger(h, "batching")
     before = syscw()
@@ -136,8 +160,7 @@ def test_many_records_few_writes(pipe: tuple[int, int], handlers: list[BatchHand
 
 def test_a_single_record_goes_out_after_the_deadline_not_before(pipe: tuple[int, int],
                                                                  handlers: list[BatchHandler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     h = new_handler(handlers, w, deadline=0.5)
     lg = make_logger(h, "deadline")
     t0 = time.monotonic()
@@ -170,6 +193,34 @@ def dropped_counts(lines: list[bytes]) -> list[int]:
     return [int(m.group(1)) for line in lines if (m := re.match(rb"\xe2\x80\xa6 (\d+) records dropped", line))]
 
 
+def delivered_or_counted(lines: list[bytes], h: BatchHandler, last: int) -> list[int]:
+    """The record numbers delivered, once each checked that a record up to ``last`` was either delivered,
+    in order, or counted as dropped, and that every drop was reported, once."""
+    got = numbers(lines)
+    assert got[-1] == last
+    assert sum(dropped_counts(lines)) == h.dropped, "every drop is reported, once"
+    assert len(got) + h.dropped == last + 1, "a record is either delivered or counted as dropped"
+    assert got == sorted(got)
+    return got
+
+
+def read_slowly(fd: int) -> tuple[threading.Thread, list[bytes]]:
+    """A slow consumer: a thread reading ``fd`` 4 KiB at a time, 2 ms apart, until EOF; what it read."""
+    got: list[bytes] = []
+
+    def slow_reader() -> None:
+        while True:
+            b = os.read(fd, 4096)
+            if not b:
+                return
+            got.append(b)
+            time.sleep(0.002)
+
+    t = threading.Thread(target=slow_reader, daemon=True)
+    t.start()
+    return t, got
+
+
 @pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
 def test_drop_policies_count_and_report(policy: str, pipe: tuple[int, int],
                                         handlers: list[BatchHandler]) -> None:
@@ -186,11 +237,7 @@ def test_drop_policies_count_and_report(policy: str, pipe: tuple[int, int],
     log_range(lg, 5000, 5001)
     assert h.flush(10)
     lines = reader.wait_for(b"record 005000")
-    got = numbers(lines)
-    assert got[-1] == 5000
-    assert sum(dropped_counts(lines)) == h.dropped, "every drop is reported, once"
-    assert len(got) + h.dropped == 5001, "a record is either delivered or counted as dropped"
-    assert got == sorted(got)
+    got = delivered_or_counted(lines, h, last=5000)
     if policy == "drop_newest":
         # The oldest records survive. (A record the writer picked up before the caller could drop it
         # is delivered, so a later one may appear after a gap: the notice marks the gap.)
@@ -205,18 +252,7 @@ def test_block_policy_waits_for_a_slow_reader_and_loses_nothing(pipe: tuple[int,
     small_pipe(w)
     h = new_handler(handlers, w, max_bytes=8 * 1024, policy="block", block_timeout=30, deadline=0.01)
     lg = make_logger(h, "block")
-    got: list[bytes] = []
-
-    def slow_reader() -> None:
-        while True:
-            b = os.read(r, 4096)
-            if not b:
-                return
-            got.append(b)
-            time.sleep(0.002)
-
-    t = threading.Thread(target=slow_reader, daemon=True)
-    t.start()
+    t, got = read_slowly(r)
     log_range(lg, 0, 3000)  # 120 KB through an 8 KiB budget: the caller has to wait
     assert h.flush(10)
     assert h.dropped == 0
@@ -251,35 +287,10 @@ def test_block_policy_times_out_then_drops_without_waiting_again(pipe: tuple[int
 
 def test_many_threads_lose_nothing_and_never_split_a_line(pipe: tuple[int, int],
                                                           handlers: list[BatchHandler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     h = new_handler(handlers, w, max_bytes=1 << 30)
     lg = make_logger(h, "threads")
-    n_threads, n = 8, 5000
-    barrier = threading.Barrier(n_threads)
-
-    def work(t: int) -> None:
-        barrier.wait()
-        for i in range(n):
-            lg.info("thread %d record %05d %s", t, i, "x" * (i % 50))
-
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert h.flush(10)
-    lines = reader.wait_lines(n_threads * n)
-    assert len(lines) == n_threads * n
-    pat = re.compile(rb"thread (\d) record (\d{5}) (x*)")
-    seen: dict[int, list[int]] = {t: [] for t in range(n_threads)}
-    for line in lines:
-        m = pat.fullmatch(line)
-        assert m, f"line split or interleaved: {line!r}"
-        t, i = int(m.group(1)), int(m.group(2))
-        assert len(m.group(3)) == i % 50
-        seen[t].append(i)
-    assert all(seen[t] == list(range(n)) for t in range(n_threads)), "per-thread order kept"
+    threads_log_whole_lines_in_order(lg, h, reader, rb"thread (\d) record (\d{5}) (x*)")
 
 
 def test_regular_file_and_filename(tmp_path: Path, handlers: list[BatchHandler]) -> None:
@@ -333,6 +344,17 @@ def test_a_descriptor_made_non_blocking_by_someone_else_still_gets_everything(
     assert not os.get_blocking(w)
 
 
+def log_each_kind(lg: logging.Logger) -> None:
+    """A plain record, one with arguments, one with an exception, one with a stack."""
+    lg.info("plain")
+    lg.warning("args %s %d", [1, 2], 3)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        lg.exception("failed %s", "here")
+    lg.info("with stack", stack_info=True)
+
+
 def test_formatting_matches_the_stdlib(handlers: list[BatchHandler]) -> None:
     out = io.StringIO()  # no file descriptor: the stream fallback
     formats = [
@@ -347,13 +369,7 @@ def test_formatting_matches_the_stdlib(handlers: list[BatchHandler]) -> None:
     expected = []
     for fmt in formats:
         h.setFormatter(fmt)
-        lg.info("plain")
-        lg.warning("args %s %d", [1, 2], 3)
-        try:
-            raise ValueError("boom")
-        except ValueError:
-            lg.exception("failed %s", "here")
-        lg.info("with stack", stack_info=True)
+        log_each_kind(lg)
     assert h.flush(10)
     cap = logging.getLogger("iolab-test.format-capture")
     cap.propagate = False
@@ -367,26 +383,19 @@ def test_formatting_matches_the_stdlib(handlers: list[BatchHandler]) -> None:
     cap.handlers[:] = [Keep()]
     for fmt in formats:
         start = len(records)
-        cap.info("plain")
-        cap.warning("args %s %d", [1, 2], 3)
-        try:
-            raise ValueError("boom")
-        except ValueError:
-            cap.exception("failed %s", "here")
-        cap.info("with stack", stack_info=True)
+        log_each_kind(cap)
         expected += [fmt.format(r) for r in records[start:]]
     got = out.getvalue()
 
     def normalise(s: str) -> str:  # line numbers and logger names differ between the two loggers
         s = re.sub(r"line \d+", "line N", s)
-        return s.replace("iolab-test.format-capture", "iolab-test.format").replace("cap.", "lg.")
+        return s.replace("iolab-test.format-capture", "iolab-test.format").replace("(cap)", "(lg)")
 
     assert normalise(got) == normalise("".join(e + "\n" for e in expected))
 
 
 def test_encodings_and_lone_surrogates(pipe: tuple[int, int], handlers: list[BatchHandler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     h = new_handler(handlers, w)
     lg = make_logger(h, "encoding")
     lg.info("caf\u00e9 \udcff end")  # a lone surrogate (undecodable file name) must not lose the record
@@ -400,8 +409,7 @@ def test_encodings_and_lone_surrogates(pipe: tuple[int, int], handlers: list[Bat
 
 def test_mutable_arguments_are_formatted_at_the_call(pipe: tuple[int, int],
                                                      handlers: list[BatchHandler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     h = new_handler(handlers, w, deadline=0.5)
     lg = make_logger(h, "mutable")
     items = [1]
@@ -412,8 +420,7 @@ def test_mutable_arguments_are_formatted_at_the_call(pipe: tuple[int, int],
 
 
 def test_filters_and_levels(pipe: tuple[int, int], handlers: list[BatchHandler]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     h = new_handler(handlers, w, level=logging.INFO)
     h.addFilter(lambda rec: "secret" not in rec.getMessage())
     lg = make_logger(h, "filters")
@@ -458,8 +465,7 @@ def test_dict_config(tmp_path: Path) -> None:
 
 
 def test_install_replaces_handlers_and_sets_level(pipe: tuple[int, int]) -> None:
-    r, w = pipe
-    reader = Reader(r)
+    reader, w = reading(pipe)
     names = ["iolab-test.install-a", "iolab-test.install-b"]
     for name in names:
         logging.getLogger(name).addHandler(logging.NullHandler())

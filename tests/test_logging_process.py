@@ -13,10 +13,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests import logging_children as children
+from tests.conftest import REPO
+
 SETUP = """
 import logging, os, sys, time
 import iolab.logging
@@ -26,13 +27,7 @@ log = logging.getLogger("child")
 
 
 def run_child(body: str, kwargs: str = "", timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-    code = SETUP.format(kwargs=kwargs) + textwrap.dedent(body)
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.DEVNULL,
-                          capture_output=True, timeout=timeout)
-
-
-def lines_of(out: bytes, prefix: str) -> list[int]:
-    return [int(m.group(1)) for m in re.finditer(rf"^{prefix} (\d+)$".encode(), out, re.M)]
+    return children.run_python(SETUP.format(kwargs=kwargs) + textwrap.dedent(body), timeout)
 
 
 def test_normal_exit_delivers_every_record() -> None:
@@ -41,7 +36,7 @@ def test_normal_exit_delivers_every_record() -> None:
             log.info("rec %d", i)
     """, "deadline=5.0")  # a long deadline: only the exit flush can deliver them
     assert proc.returncode == 0, proc.stderr
-    assert lines_of(proc.stdout, "rec") == list(range(20000))
+    assert children.numbers(proc.stdout, "rec") == list(range(20000))
 
 
 def test_logging_shutdown_flushes() -> None:
@@ -52,7 +47,7 @@ def test_logging_shutdown_flushes() -> None:
         os._exit(0)
     """, "deadline=5.0")
     assert proc.returncode == 0, proc.stderr
-    assert lines_of(proc.stdout, "rec") == list(range(5000))
+    assert children.numbers(proc.stdout, "rec") == list(range(5000))
 
 
 def test_os_exit_loses_at_most_the_buffer() -> None:
@@ -71,90 +66,30 @@ def test_os_exit_loses_at_most_the_buffer() -> None:
 
 
 def test_fork_child_and_parent_both_deliver_without_duplicates() -> None:
-    proc = run_child("""
-        for i in range(100):
-            log.info("pre %d", i)          # still buffered at fork time (deadline 1 s)
-        pid = os.fork()
-        if pid == 0:
-            for i in range(100):
-                log.info("child %d", i)
-            sys.exit(0)                    # normal exit in the child: its atexit flush
-        for i in range(100):
-            log.info("parent %d", i)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-    """, "deadline=1.0")
+    proc = run_child(children.FORK_CHILD_AND_PARENT, "deadline=1.0")
     assert proc.returncode == 0, proc.stderr
     for prefix in ("pre", "child", "parent"):
-        assert sorted(lines_of(proc.stdout, prefix)) == list(range(100)), prefix
+        assert sorted(children.numbers(proc.stdout, prefix)) == list(range(100)), prefix
 
 
 def test_fork_while_other_threads_log_does_not_deadlock() -> None:
-    proc = run_child("""
-        import threading
-        stop = False
-        def spam(t):
-            i = 0
-            while not stop:
-                log.info("spam %d %d", t, i)
-                i += 1
-        threads = [threading.Thread(target=spam, args=(t,)) for t in range(2)]
-        for t in threads:
-            t.start()
-        for k in range(20):
-            pid = os.fork()
-            if pid == 0:
-                log.info("forked %d", k)
-                h.flush(5)
-                os._exit(0)
-            _, status = os.waitpid(pid, 0)
-            assert os.waitstatus_to_exitcode(status) == 0
-        stop = True
-        for t in threads:
-            t.join()
-    """, "max_bytes=1 << 16, policy='drop_oldest'", timeout=60)
+    proc = run_child(children.FORK_WHILE_THREADS_LOG, "max_bytes=1 << 16, policy='drop_oldest'", timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(lines_of(proc.stdout, "forked")) == list(range(20))
+    assert sorted(children.numbers(proc.stdout, "forked")) == list(range(20))
 
 
 def test_multiprocessing_fork_child_is_flushed() -> None:
-    proc = run_child("""
-        import multiprocessing as mp
-        def work():
-            for i in range(1000):
-                log.info("mp %d", i)
-        if __name__ == "__main__":
-            p = mp.get_context("fork").Process(target=work)
-            p.start()
-            p.join()
-            assert p.exitcode == 0
-    """, "deadline=5.0")
+    proc = run_child(children.MULTIPROCESSING_FORK, "deadline=5.0")
     assert proc.returncode == 0, proc.stderr
     # multiprocessing ends its children with os._exit; threading's exit hook flushes them first.
-    assert lines_of(proc.stdout, "mp") == list(range(1000))
+    assert children.numbers(proc.stdout, "mp") == list(range(1000))
 
 
 def test_sigterm_flush_then_default_action() -> None:
-    code = SETUP.format(kwargs="deadline=30.0") + textwrap.dedent("""
-        iolab.logging.install_sigterm_flush()
-        for i in range(3000):
-            log.info("rec %d", i)
-        sys.stderr.write("ready\\n"); sys.stderr.flush()
-        time.sleep(60)
-    """)
-    p = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert p.stderr is not None
-        assert p.stderr.readline() == b"ready\n"
-        p.send_signal(signal.SIGTERM)
-        out, _err = p.communicate(timeout=30)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert p.returncode == -signal.SIGTERM, "the default action still happens, after the flush"
-    assert lines_of(out, "rec") == list(range(3000))
+    setup = SETUP.format(kwargs="deadline=30.0") + "iolab.logging.install_sigterm_flush()"
+    returncode, out = children.sigterm_when_ready(setup + children.READY_AFTER_3000)
+    assert returncode == -signal.SIGTERM, "the default action still happens, after the flush"
+    assert children.numbers(out, "rec") == list(range(3000))
 
 
 def test_exit_with_a_dead_sink_gives_up_instead_of_hanging() -> None:
@@ -179,21 +114,9 @@ def test_exit_with_a_dead_sink_gives_up_instead_of_hanging() -> None:
 
 
 def test_records_neither_lost_nor_duplicated_across_many_threads_at_exit() -> None:
-    proc = run_child("""
-        import threading
-        def work(t):
-            for i in range(2500):
-                log.info("t%d %d", t, i)
-        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    """)
+    proc = run_child(children.MANY_THREADS)
     assert proc.returncode == 0, proc.stderr
-    counts = Counter(re.findall(rb"^t(\d) (\d+)$", proc.stdout, re.M))
-    assert len(counts) == 8 * 2500 and set(counts.values()) == {1}
-    assert proc.stdout.count(b"\n") == 8 * 2500, "no line split or merged"
+    children.assert_many_threads_once_each(proc.stdout, rb"^t(\d) (\d+)$")
 
 
 def test_uvicorn_app_two_lines_and_sigterm(tmp_path: Path) -> None:
@@ -217,10 +140,8 @@ def test_uvicorn_app_two_lines_and_sigterm(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    p = subprocess.Popen([sys.executable, "-m", "uvicorn", "app:app", "--port", str(port)], cwd=tmp_path,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with children.child([sys.executable, "-m", "uvicorn", "app:app", "--port", str(port)], cwd=tmp_path,
+               env={**os.environ, "PYTHONPATH": str(REPO)}) as p:
         import urllib.request
 
         end = time.monotonic() + 30
@@ -234,10 +155,6 @@ def test_uvicorn_app_two_lines_and_sigterm(tmp_path: Path) -> None:
                 time.sleep(0.1)
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=30)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
     text = out.decode()
     assert "INFO:app:handled /x" in text
     assert '"GET /x HTTP/1.1" 200' in text, "uvicorn's access log goes through the handler too"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +56,17 @@ async def die():
 _LATENCY_KEYS = {"p50", "p66", "p75", "p80", "p90", "p95", "p98", "p99", "p99_9", "p100", "mean"}
 
 
-def _error_line(stderr: str) -> str:
+def _run_statuses(app_dir: Path, out: Path, paths: tuple[str, ...], *options: str
+                  ) -> subprocess.CompletedProcess[str]:
+    """``iolab run`` on the statuses app, a SMALL load on each of ``paths``, quiet, saved to ``out``."""
+    return run_cli("run", "--app", "statuses:app", "--app-dir", str(app_dir),
+                   *(arg for path in paths for arg in ("--path", path)), *SMALL, "-q", *options, "-o", str(out))
+
+
+def _error_line(proc: subprocess.CompletedProcess[str], exit_code: int) -> str:
+    """The one ``error: …`` line of a run that exited with ``exit_code`` (and no traceback)."""
+    assert proc.returncode == exit_code, proc.stderr
+    stderr = proc.stderr
     lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
     assert lines and lines[-1].startswith("error: "), stderr
     assert "Traceback" not in stderr, stderr
@@ -129,8 +140,7 @@ def test_closed_port_measured_nothing_exit_7(closed_port: int, tmp_path: Path) -
     out, page = tmp_path / "c.json", tmp_path / "c.html"
     proc = run_cli("run", "--url", f"http://127.0.0.1:{closed_port}/x", *SMALL, "-o", str(out),
                    "--html", str(page))
-    assert proc.returncode == 7, proc.stderr
-    line = _error_line(proc.stderr)
+    line = _error_line(proc, 7)
     assert line.startswith("error: nothing was measured for /x (round 1): no request succeeded: 200 connection "
                            f"errors to 127.0.0.1:{closed_port} (connect: Connection refused)"), line
     assert line.endswith(f"the results are in {out}")
@@ -157,8 +167,7 @@ def test_server_that_never_answers_times_out_exit_7(silent_server: int, tmp_path
     out = tmp_path / "t.json"
     proc = run_cli("run", "--url", f"http://127.0.0.1:{silent_server}/slow", "--timeout", "0.5", "-n", "20",
                    "-c", "5", "--warmup", "0", "--rounds", "1", "-q", "-o", str(out))
-    assert proc.returncode == 7, proc.stderr
-    line = _error_line(proc.stderr)
+    line = _error_line(proc, 7)
     assert "no request succeeded: every request timed out after 0.5 s (--timeout)" in line, line
     s = _doc(out)["scenarios"][0]
     _assert_nothing_measured(s)
@@ -168,10 +177,8 @@ def test_server_that_never_answers_times_out_exit_7(silent_server: int, tmp_path
 @pytest.mark.usefixtures("nothing_left_behind")
 def test_every_response_500_is_nothing_measured(app_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "b.json"
-    proc = run_cli("run", "--app", "statuses:app", "--app-dir", str(app_dir), "--path", "/ok", "--path",
-                   "/broken", *SMALL, "-q", "-o", str(out))
-    assert proc.returncode == 7, proc.stderr
-    line = _error_line(proc.stderr)
+    proc = _run_statuses(app_dir, out, ("/ok", "/broken"))
+    line = _error_line(proc, 7)
     assert line.startswith("error: nothing was measured for /broken (round 1): no request succeeded: every "
                            "response was 500 (200 requests)"), line
     by = {s["name"]: s for s in _doc(out)["scenarios"]}
@@ -183,10 +190,8 @@ def test_every_response_500_is_nothing_measured(app_dir: Path, tmp_path: Path) -
 @pytest.mark.usefixtures("nothing_left_behind")
 def test_one_response_in_ten_500_is_degraded_exit_8(app_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "f.json"
-    proc = run_cli("run", "--app", "statuses:app", "--app-dir", str(app_dir), "--path", "/flaky", *SMALL,
-                   "-q", "-o", str(out))
-    assert proc.returncode == 8, proc.stderr
-    line = _error_line(proc.stderr)
+    proc = _run_statuses(app_dir, out, ("/flaky",))
+    line = _error_line(proc, 8)
     assert line.startswith("error: too many requests failed for /flaky (round 1): 10.0 % of 200 requests did "
                            "not succeed (the limit is 1 %, --max-error-pct): 20 error responses (500 × 20)"), line
     doc = _doc(out)
@@ -199,8 +204,7 @@ def test_one_response_in_ten_500_is_degraded_exit_8(app_dir: Path, tmp_path: Pat
     warning = next(w for w in doc["warnings"] if w["kind"] == "too-many-errors")
     assert "/flaky" in warning["message"] and "--max-error-pct" in warning["message"]
     # The share is an option: 10 % failed is within a 20 % limit.
-    again = run_cli("run", "--app", "statuses:app", "--app-dir", str(app_dir), "--path", "/flaky", *SMALL,
-                    "-q", "--max-error-pct", "20", "-o", str(tmp_path / "g.json"))
+    again = _run_statuses(app_dir, tmp_path / "g.json", ("/flaky",), "--max-error-pct", "20")
     assert again.returncode == 0, again.stderr
     assert _doc(tmp_path / "g.json")["scenarios"][0]["status"] == "ok"
 
@@ -208,10 +212,8 @@ def test_one_response_in_ten_500_is_degraded_exit_8(app_dir: Path, tmp_path: Pat
 @pytest.mark.usefixtures("nothing_left_behind")
 def test_server_died_takes_precedence_over_nothing_measured(app_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "d.json"
-    proc = run_cli("run", "--app", "statuses:app", "--app-dir", str(app_dir), "--path", "/broken", "--path",
-                   "/die", *SMALL, "-q", "-o", str(out))
-    assert proc.returncode == 4, proc.stderr
-    line = _error_line(proc.stderr)
+    proc = _run_statuses(app_dir, out, ("/broken", "/die"))
+    line = _error_line(proc, 4)
     assert line.startswith("error: the server died mid-run (exit code 7) during /die"), line
     assert "1 more round(s) not ok: /broken round 1 (nothing measured)" in line and str(out) in line
     by = {s["name"]: s for s in _doc(out)["scenarios"]}
@@ -229,8 +231,7 @@ def test_stalled_stdout_sink_is_detected_and_named(tmp_path: Path) -> None:
     proc = run_cli("run", "--scenario", "sync-raw", "--stdout", "slow", "--sink-rate", "1B/s", "-n", "3000",
                    "-c", "10", "--warmup", "0", "--rounds", "1", "--cpus", "0", "--memory", "0", "-q",
                    "-o", str(out), timeout=180)
-    assert proc.returncode == 7, proc.stderr
-    line = _error_line(proc.stderr)
+    line = _error_line(proc, 7)
     assert line.startswith("error: nothing was measured for /sync-raw (round 1): the server's stdout sink "
                            "(--stdout slow at 1 B/s) made no progress for 10 s: its pipe stayed full"), line
     assert "so the server was blocked writing its log (during /sync-raw); the round was stopped" in line
@@ -366,8 +367,7 @@ def test_each_load_tool_against_a_closed_port_measured_nothing(tool: str, closed
     timed = ("--duration", "1s") if tool == "wrk" else ()
     proc = run_cli("run", "--driver", tool, *timed, "--url", f"http://127.0.0.1:{closed_port}/x", "-n", "20",
                    "-c", "5", "--warmup", "0", "--rounds", "1", "-q", "-o", str(out))
-    assert proc.returncode == 7, proc.stderr
-    line = _error_line(proc.stderr)
+    line = _error_line(proc, 7)
     assert line.startswith("error: nothing was measured for /x (round 1): no request succeeded: "), line
     assert "refused" in line.lower() or "unable to connect" in line, line
     s = _doc(out)["scenarios"][0]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import pytest
 from iolab import outputs, results
 from iolab.errors import EXIT_OUTPUT, OutputWriteError, UsageError
 from iolab.outputs import OutputKeeper, UnsafeOutputError, check_outputs, write_text_atomic
-from tests.conftest import REPO, iolab_env, run_cli
+from tests.conftest import REPO, free_port, iolab_env, run_cli
 
 TINY = ("--scenario", "noop-async", "-n", "200", "-c", "10", "--rounds", "1", "--warmup", "0",
         "--cpus", "0", "--memory", "0", "-q")
@@ -51,18 +50,12 @@ def _char_device(path: Path) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _run_refused(tmp_path: Path, *args: str) -> str:
     """``iolab run`` of a server command that would leave a marker file if it ever started: it must end
     with exit 2 and one error line, and the marker must not exist (nothing was started or measured)."""
     marker = tmp_path / "server-started"
     cmd = f"{sys.executable} -c \"open({str(marker)!r}, 'w').close()\""
-    proc = run_cli("run", "--cmd", cmd, "--url", f"http://127.0.0.1:{_free_port()}/", "--ready-timeout", "2",
+    proc = run_cli("run", "--cmd", cmd, "--url", f"http://127.0.0.1:{free_port()}/", "--ready-timeout", "2",
                    "-n", "50", "-c", "2", "--rounds", "1", "--warmup", "0", "--cpus", "0", "--memory", "0", "-q",
                    *args, cwd=tmp_path, timeout=60)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
@@ -332,20 +325,26 @@ def test_run_whose_output_directory_goes_away_keeps_results_in_a_fallback(tmp_pa
 
 # ------------------------------------------------------------------------------------------ units
 
+def _write_racing(monkeypatch: pytest.MonkeyPatch, target: Path, race: Callable[[], None], match: str) -> None:
+    """write_text_atomic(target) with ``race`` run after the temporary file is written, before the rename:
+    it must refuse with ``match``."""
+    real_write = outputs._write_temp
+
+    def write_then_race(fd: int, text: str) -> None:
+        real_write(fd, text)
+        race()
+
+    monkeypatch.setattr(outputs, "_write_temp", write_then_race)
+    with pytest.raises(UnsafeOutputError, match=match):
+        write_text_atomic(target, "{}\n")
+
+
 def test_write_text_atomic_never_renames_over_a_fifo_that_appears_meanwhile(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A FIFO made at the target between the check and the rename (after the temporary file is written)
     is left alone, and the temporary file is removed."""
     target = tmp_path / "r.json"
-    real_write = outputs._write_temp
-
-    def write_then_race(fd: int, text: str) -> None:
-        real_write(fd, text)
-        os.mkfifo(target)
-
-    monkeypatch.setattr(outputs, "_write_temp", write_then_race)
-    with pytest.raises(UnsafeOutputError, match="became a FIFO while being written"):
-        write_text_atomic(target, "{}\n")
+    _write_racing(monkeypatch, target, lambda: os.mkfifo(target), "became a FIFO while being written")
     assert stat.S_ISFIFO(os.lstat(target).st_mode)
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
@@ -355,15 +354,7 @@ def test_write_text_atomic_never_renames_over_a_symlink_that_appears_meanwhile(
     target = tmp_path / "r.json"
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
-    real_write = outputs._write_temp
-
-    def write_then_race(fd: int, text: str) -> None:
-        real_write(fd, text)
-        target.symlink_to(victim)
-
-    monkeypatch.setattr(outputs, "_write_temp", write_then_race)
-    with pytest.raises(UnsafeOutputError, match="became a symbolic link"):
-        write_text_atomic(target, "{}\n")
+    _write_racing(monkeypatch, target, lambda: target.symlink_to(victim), "became a symbolic link")
     assert target.is_symlink() and victim.read_text() == "precious\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "victim"]
 

@@ -28,8 +28,9 @@ from iolab.measure.procfs import CLOCK_TICKS, PAGE_SIZE
 
 GUARD_S = 10.0  # how long to wait for a child before failing; never asserted as a timing
 
-# A child with named threads: "keeper" threads sleep until exit, "shorty" threads until told to stop.
-THREADS_CHILD = r"""
+# The start of both children below: sleeper() is a named thread that sleeps in a loop until ``stop``,
+# ``ready`` once it has slept 20 times (enough context switches to count).
+NAMED_SLEEPER = r"""
 import ctypes, os, sys, threading, time
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -45,7 +46,10 @@ def sleeper(name, stop, ready):
         if n == 20:
             ready.set()
     ready.set()
+"""
 
+# A child with named threads: "keeper" threads sleep until exit, "shorty" threads until told to stop.
+THREADS_CHILD = NAMED_SLEEPER + r"""
 def writer(n):
     set_name("writer")
     r, w = os.pipe()
@@ -89,19 +93,9 @@ stop_all.set(); stop_short.set()
 """
 
 # A grandchild that writes, keeps a named sleeping thread, and exits when its stdin closes.
-GRANDCHILD = r"""
-import ctypes, os, sys, threading, time
-libc = ctypes.CDLL(None, use_errno=True)
+GRANDCHILD = NAMED_SLEEPER + r"""
 stop, ready = threading.Event(), threading.Event()
-def sleeper():
-    libc.prctl(15, b"gc-sleeper", 0, 0, 0)
-    n = 0
-    while not stop.is_set():
-        time.sleep(0.005)
-        n += 1
-        if n == 20:
-            ready.set()
-t = threading.Thread(target=sleeper); t.start()
+t = threading.Thread(target=sleeper, args=("gc-sleeper", stop, ready)); t.start()
 r, w = os.pipe()
 for _ in range(250):
     os.write(w, b"y")
@@ -168,6 +162,12 @@ def send(p: subprocess.Popen[bytes], line: str) -> None:
     p.stdin.write(line.encode() + b"\n")
 
 
+def ask(p: subprocess.Popen[bytes], line: str, word: str) -> str:
+    """Send the child ``line`` and wait for its answer, the next line starting with ``word``."""
+    send(p, line)
+    return expect(p, word)
+
+
 def expect(p: subprocess.Popen[bytes], word: str) -> str:
     """The child's next line starting with ``word`` (fails instead of hanging)."""
     assert p.stdout is not None
@@ -196,7 +196,9 @@ def wait_until(cond: Callable[[], bool], what: str) -> None:
         time.sleep(0.01)
 
 
-def threads_child(spawn: Callable[..., subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+@pytest.fixture
+def child(spawn: Callable[..., subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """THREADS_CHILD, up and waiting for its commands."""
     p = spawn(THREADS_CHILD)
     expect(p, "up")
     return p
@@ -228,24 +230,19 @@ def by_name(c: Counters, name: str) -> dict[tuple[int, int], ThreadCounters]:
 # ------------------------------------------------------------------------------------- real processes
 
 
-def test_exited_threads_keep_their_counts_and_totals_never_decrease(
-    spawn: Callable[..., subprocess.Popen[bytes]],
-) -> None:
-    p = threads_child(spawn)
-    probe = Probe(p.pid)
+def test_exited_threads_keep_their_counts_and_totals_never_decrease(child: subprocess.Popen[bytes]) -> None:
+    probe = Probe(child.pid)
     c0 = probe.read()
-    send(p, "start")
-    expect(p, "started")
+    ask(child, "start", "started")
     c1 = probe.read()
     shorties1 = by_name(c1, "shorty")
     assert len(shorties1) == 3 and all(t.alive and t.voluntary >= 20 for t in shorties1.values())
     assert len(by_name(c1, "keeper")) == 2
     assert c1.threads == c0.threads + 5
 
-    send(p, "stop-short")
-    expect(p, "joined")
+    ask(child, "stop-short", "joined")
     # A joined Python thread can still be in /proc for a moment (it finishes exiting after join returns).
-    wait_until(lambda: len(os.listdir(f"/proc/{p.pid}/task")) == c1.threads - 3, "the shorties to exit")
+    wait_until(lambda: len(os.listdir(f"/proc/{child.pid}/task")) == c1.threads - 3, "the shorties to exit")
     c2 = probe.read()
     shorties2 = by_name(c2, "shorty")
     assert shorties2.keys() == shorties1.keys()
@@ -256,8 +253,8 @@ def test_exited_threads_keep_their_counts_and_totals_never_decrease(
     # The kernel forgot the shorties; the totals did not.
     live_sum = sum(
         int(line.split()[1])
-        for tid in os.listdir(f"/proc/{p.pid}/task")
-        for line in Path(f"/proc/{p.pid}/task/{tid}/status").read_text().splitlines()
+        for tid in os.listdir(f"/proc/{child.pid}/task")
+        for line in Path(f"/proc/{child.pid}/task/{tid}/status").read_text().splitlines()
         if line.startswith("voluntary_ctxt_switches")
     )
     assert c2.voluntary >= sum(t.voluntary for t in shorties2.values()) + c2.main_voluntary
@@ -280,19 +277,15 @@ def test_exited_threads_keep_their_counts_and_totals_never_decrease(
     assert "shorty" not in {t.name for t in thread_totals(c2, c3)}
 
     main = [t for t in c3.per_thread if t.is_main]
-    assert len(main) == 1 and main[0].tid == p.pid
-    assert main[0].name == Path(f"/proc/{p.pid}/comm").read_text().rstrip("\n")
+    assert len(main) == 1 and main[0].tid == child.pid
+    assert main[0].name == Path(f"/proc/{child.pid}/comm").read_text().rstrip("\n")
 
 
-def test_main_thread_matches_proc_status_and_whole_process_is_larger(
-    spawn: Callable[..., subprocess.Popen[bytes]],
-) -> None:
-    p = threads_child(spawn)
-    send(p, "start")
-    expect(p, "started")
-    ps = psutil.Process(p.pid)  # num_ctx_switches() reads /proc/PID/status, as pidstat -w does
+def test_main_thread_matches_proc_status_and_whole_process_is_larger(child: subprocess.Popen[bytes]) -> None:
+    ask(child, "start", "started")
+    ps = psutil.Process(child.pid)  # num_ctx_switches() reads /proc/PID/status, as pidstat -w does
     before = ps.num_ctx_switches()
-    c = Probe(p.pid).read()
+    c = Probe(child.pid).read()
     after = ps.num_ctx_switches()
     assert before.voluntary <= c.main_voluntary <= after.voluntary
     assert before.involuntary <= c.main_involuntary <= after.involuntary
@@ -300,36 +293,29 @@ def test_main_thread_matches_proc_status_and_whole_process_is_larger(
     assert c.threads == ps.num_threads()
     assert c.rss_bytes == pytest.approx(ps.memory_info().rss, rel=0.1)
     cpu_before = ps.cpu_times()
-    c = Probe(p.pid).read()
+    c = Probe(child.pid).read()
     cpu_after = ps.cpu_times()
     assert cpu_before.user <= c.cpu_user_s <= cpu_after.user
     assert cpu_before.system <= c.cpu_sys_s <= cpu_after.system
 
 
-def test_write_syscalls_and_bytes_include_threads_the_probe_never_saw(
-    spawn: Callable[..., subprocess.Popen[bytes]],
-) -> None:
-    p = threads_child(spawn)
-    probe = Probe(p.pid)
+def test_write_syscalls_and_bytes_include_threads_the_probe_never_saw(child: subprocess.Popen[bytes]) -> None:
+    probe = Probe(child.pid)
     a = probe.read()
-    send(p, "write 300")
-    expect(p, "wrote")
+    ask(child, "write 300", "wrote")
     b = probe.read()
     assert b.write_syscalls - a.write_syscalls >= 300
     assert b.write_bytes - a.write_bytes >= 300
-    send(p, "thread-write 200")  # a thread that is born, writes and exits between two readings
-    expect(p, "wrote")
+    ask(child, "thread-write 200", "wrote")  # a thread that is born, writes and exits between two readings
     c = probe.read()
     assert c.write_syscalls - b.write_syscalls >= 200
     w = delta(a, c)
     assert w.write_syscalls == c.write_syscalls - a.write_syscalls and w.duration_s == c.t_s - a.t_s
 
 
-def test_sampling_thread_produces_samples_and_stops(spawn: Callable[..., subprocess.Popen[bytes]]) -> None:
-    p = threads_child(spawn)
-    send(p, "start")
-    expect(p, "started")
-    probe = Probe(p.pid, interval_s=0.05)
+def test_sampling_thread_produces_samples_and_stops(child: subprocess.Popen[bytes]) -> None:
+    ask(child, "start", "started")
+    probe = Probe(child.pid, interval_s=0.05)
     t0 = time.monotonic()
     probe.start()
     wait_until(lambda: len(probe.samples) >= 4, "4 samples")
@@ -400,8 +386,7 @@ def test_process_tree_is_summed_and_exited_children_keep_counts(
     totals = {t.name: t for t in thread_totals(alone, full)}
     assert totals["main"].threads == 2 and totals["gc-sleeper"].threads == 1
 
-    send(p, "reap")
-    expect(p, "reaped")
+    ask(p, "reap", "reaped")
     after = probe.read()
     assert_not_backwards([full, after])
     assert psutil.Process(p.pid).children() == []
@@ -434,18 +419,8 @@ def stat_line(
     return head + " 1000000 250" + " 0" * 30 + "\n"
 
 
-def write_task(
-    proc: Path,
-    pid: int,
-    tid: int,
-    comm: str,
-    vol: int,
-    invol: int,
-    *,
-    utime: int = 0,
-    start: int = 1000,
-    state: str = "S",
-) -> None:
+def write_task(proc: Path, pid: int, tid: int, comm: str, vol: int, invol: int, *, utime: int = 0,
+               start: int = 1000, state: str = "S") -> None:
     d = proc / str(pid) / "task" / str(tid)
     d.mkdir(parents=True, exist_ok=True)
     (d / "stat").write_text(stat_line(tid, comm, state, utime, 0, start))
@@ -454,18 +429,8 @@ def write_task(
     )
 
 
-def write_process(
-    proc: Path,
-    pid: int,
-    comm: str,
-    *,
-    utime: int,
-    stime: int,
-    start: int = 1000,
-    syscw: int = 7,
-    wchar: int = 70,
-    state: str = "S",
-) -> None:
+def write_process(proc: Path, pid: int, comm: str, *, utime: int, stime: int, start: int = 1000,
+                  syscw: int = 7, wchar: int = 70, state: str = "S") -> None:
     d = proc / str(pid)
     (d / "task").mkdir(parents=True, exist_ok=True)
     (d / "stat").write_text(stat_line(pid, comm, state, utime, stime, start))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from iolab.results import (
     Summary,
 )
 from iolab.results.sweep import load
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli
 
 STRATEGIES = ("sync-handler", "async-blocking-log", "queue-async")
 
@@ -121,13 +120,7 @@ def test_sweep_finds_winners_and_reads_the_grid(tmp_path: Path) -> None:
 
 
 def _sweep_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    """`iolab sweep` once cli.py registers it; until then the same command through iolab.cli.sweep."""
-    from iolab.cli import main as cli
-
-    if any(name == "sweep" for name, _ in cli._COMMANDS):
-        return run_cli("sweep", *args, timeout=timeout)
-    return subprocess.run([sys.executable, "-m", "iolab.cli.sweep", *args], cwd=REPO, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_cli("sweep", *args, timeout=timeout)
 
 
 @pytest.mark.parametrize(("args", "message"), [

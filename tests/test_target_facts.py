@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import free_port, run_cli
 
 SMALL = ("-n", "200", "-c", "5", "--warmup", "20", "--interval", "0.2", "--rounds", "1")
 # Words that describe the demo (iolab's own uvicorn, its FastAPI app and loggers), not a server iolab
@@ -29,12 +24,6 @@ SMALL = ("-n", "200", "-c", "5", "--warmup", "20", "--interval", "0.2", "--round
 DEMO_WORDS = ("uvicorn", "fastapi", "aiologger", "anyio", "loop uvloop", "httptools", "event loop", "event-loop")
 # The caveat, in every output: what syscw leaves out.
 NOT_COUNTED = "send/sendto/sendmsg"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _flat(text: str) -> str:
@@ -56,7 +45,7 @@ def http_server_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One run of ``python3 -m http.server`` started by iolab (--cmd), every output written."""
     tmp = tmp_path_factory.mktemp("cmd_http_server")
     (tmp / "index.html").write_text("hello")
-    port = _free_port()
+    port = free_port()
     cmd = f"{sys.executable} -m http.server {port} --bind 127.0.0.1 --directory {tmp}"
     return _run(tmp, "--cmd", cmd, "--url", f"http://127.0.0.1:{port}/index.html")
 
@@ -95,27 +84,6 @@ def test_the_demo_still_says_what_it_is(demo_run: dict[str, Any]) -> None:
         text = _flat(demo_run[output])
         for word in ("uvicorn", "fastapi", "aiologger", "anyio worker threads run `def` endpoints"):
             assert word in text, (output, word)
-
-
-@pytest.fixture
-def running_http_server(tmp_path: Path) -> Iterator[tuple[int, int]]:
-    port = _free_port()
-    (tmp_path / "index.html").write_text("hello")
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
-                             str(tmp_path), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 20  # a guard, not a timing
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield port, proc.pid
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def test_a_running_server_is_described_by_its_proc_entry(running_http_server: tuple[int, int],

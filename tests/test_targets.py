@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from iolab.errors import AccessDenied, NoSuchProcess, UsageError
 from iolab.measure.targets import check_pid, check_url
-from tests.conftest import run_cli
+from tests.conftest import free_port, run_cli
 
 SMALL = ("-n", "200", "-c", "10", "--warmup", "20", "--interval", "0.2", "--rounds", "1", "-q")
 
@@ -80,12 +77,6 @@ def _assert_port_free(port: int) -> None:
         s.listen()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.usefixtures("nothing_left_behind")
 def test_user_app_with_post_body_and_headers(user_app: Path, tmp_path: Path) -> None:
     out = tmp_path / "u.json"
@@ -146,7 +137,7 @@ def test_other_asgi_servers(server: str, user_app: Path, tmp_path: Path) -> None
 
 @pytest.mark.usefixtures("nothing_left_behind")
 def test_cmd_server_started_and_stopped(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     (tmp_path / "index.html").write_text("hello")
     out = tmp_path / "c.json"
     cmd = f"{sys.executable} -m http.server --bind 127.0.0.1 --directory {tmp_path} {port}"
@@ -160,29 +151,8 @@ def test_cmd_server_started_and_stopped(tmp_path: Path) -> None:
     _assert_port_free(port)  # the command's server is gone
 
 
-@pytest.fixture
-def running_server(tmp_path: Path) -> Iterator[tuple[int, int]]:
-    port = _free_port()
-    (tmp_path / "index.html").write_text("hello")
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
-                             str(tmp_path), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield port, proc.pid
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def test_running_server_with_pid_is_probed_not_stopped(running_server: tuple[int, int], tmp_path: Path) -> None:
-    port, pid = running_server
+def test_running_http_server_with_pid_is_probed_not_stopped(running_http_server: tuple[int, int], tmp_path: Path) -> None:
+    port, pid = running_http_server
     out = tmp_path / "p.json"
     proc = run_cli("run", "--url", f"http://127.0.0.1:{port}/index.html", "--pid", str(pid), *SMALL, "-o", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -195,8 +165,8 @@ def test_running_server_with_pid_is_probed_not_stopped(running_server: tuple[int
     os.kill(pid, 0)  # still running: iolab never stops a server it did not start
 
 
-def test_running_server_without_pid_is_latency_only(running_server: tuple[int, int], tmp_path: Path) -> None:
-    port, _ = running_server
+def test_running_http_server_without_pid_is_latency_only(running_http_server: tuple[int, int], tmp_path: Path) -> None:
+    port, _ = running_http_server
     out = tmp_path / "l.json"
     proc = run_cli("run", "--url", f"http://127.0.0.1:{port}/index.html", *SMALL, "-o", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -231,7 +201,7 @@ def test_every_sink_with_a_real_server(kind: str, tmp_path: Path) -> None:
 
 
 def test_command_that_exits_at_once(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = run_cli("run", "--cmd", f"{sys.executable} -c 'import sys; print(\"boom\"); sys.exit(3)'",
                    "--url", f"http://127.0.0.1:{port}/", *SMALL, "-o", str(tmp_path / "x.json"))
     assert proc.returncode == 3
@@ -241,8 +211,8 @@ def test_command_that_exits_at_once(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("nothing_left_behind")
 def test_url_that_never_becomes_ready(tmp_path: Path) -> None:
-    port = _free_port()
-    other = _free_port()
+    port = free_port()
+    other = free_port()
     cmd = f"{sys.executable} -m http.server --bind 127.0.0.1 {other}"  # listens elsewhere
     t0 = time.monotonic()
     proc = run_cli("run", "--cmd", cmd, "--url", f"http://127.0.0.1:{port}/", "--ready-timeout", "2", *SMALL,

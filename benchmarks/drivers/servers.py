@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 NGINX_CONF = """\
@@ -144,3 +144,13 @@ def uvicorn_hello(tmp: Path, cpu: int) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/"
     finally:
         _stop(proc)
+
+
+def exit_with(main: Callable[[], int]) -> None:
+    """A benchmark's entry point: exits with ``main()``'s code, or 130 after Ctrl-C (the servers' finally
+    blocks have stopped them by then)."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        sys.exit(130)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -23,32 +23,56 @@ from iolab.cli.stdout import fill_closed_std_fds, guarded_stdout
 from iolab.demo.scenarios import ScenarioChoiceError
 from iolab.errors import EXIT_OK, Interrupted, IolabError, UsageError
 
-# Every command: (name, "module:attribute"). A command's module is imported when the command is invoked
-# (or listed by --help, alphabetically): `iolab report` does not import the measuring machinery.
-_COMMANDS = (
-    ("run", "iolab.cli.run:run_command"),
-    ("compare", "iolab.cli.compare:compare_command"),
-    ("report", "iolab.cli.report:report_command"),
-    ("scenarios", "iolab.cli.scenarios:scenarios_command"),
-    ("micro", "iolab.cli.micro:micro_command"),
-    ("sweep", "iolab.cli.sweep:sweep_command"),
-    ("agent", "iolab.cli.agent:agent_command"),
-)
+# Every command: name -> ("module:attribute", the first paragraph of its help). A command's module is
+# imported only when the command runs or prints its own help: `iolab --help` lists the commands from this
+# table and `iolab report` does not import the measuring machinery (click's "lazily loading subcommands").
+# tests/test_cli_lazy.py checks each text against its command's own help.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("iolab.cli.run:run_command",
+            "Reproduce the seed experiment (or measure your app) and print the tables."),
+    "compare": ("iolab.cli.compare:compare_command",
+                "Compare two saved runs per scenario and metric; with --fail-if, act as a CI gate."),
+    "report": ("iolab.cli.report:report_command",
+               "Render a saved run (any older iolab.run version) as text, Markdown, JSON or an HTML page."),
+    "scenarios": ("iolab.cli.scenarios:scenarios_command",
+                  "List the demo app's scenarios and what each isolates."),
+    "micro": ("iolab.cli.micro:micro_command",
+              "What does my output cost? Runs a Python script or any command in each output setting (stdout"
+              " to a pipe, a file, /dev/null, a pty; for Python also unbuffered and with print disabled) and"
+              " reports wall time, CPU, write syscalls (syscw), bytes, context switches and peak RSS, side by"
+              " side, with why."),
+    "sweep": ("iolab.cli.sweep:sweep_command",
+              "When does async logging pay? Run strategies over a grid of CPU work × sink latency."),
+    "agent": ("iolab.cli.agent:agent_command",
+              "Serve /metrics and sampling windows of this host's processes, read-only, behind a token."),
+}
+
+
+def _listed(name: str, commands: Mapping[str, click.Command]) -> click.Command:
+    """What ``--help`` lists for ``name``: a stand-in carrying the table's help, not the imported command."""
+    return click.Command(name, help=_COMMANDS[name][1]) if name in _COMMANDS else commands[name]
 
 
 class _Group(click.Group):
     """The commands of ``_COMMANDS``, imported on demand; Ctrl-C in one becomes :class:`Interrupted`."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*(name for name, _ in _COMMANDS), *self.commands})
+        return sorted({*_COMMANDS, *self.commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = dict(_COMMANDS).get(cmd_name)
-        if target is None:
+        if cmd_name not in _COMMANDS:
             return super().get_command(ctx, cmd_name)
-        module, _, attr = target.partition(":")
+        module, _, attr = _COMMANDS[cmd_name][0].partition(":")
         command: click.Command = getattr(importlib.import_module(module), attr)
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's own listing, but from the table: it would import every command for its short help.
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = [(name, _listed(name, self.commands).get_short_help_str(limit)) for name in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         # Before click turns a KeyboardInterrupt into a bare "Aborted!" (exit 1).

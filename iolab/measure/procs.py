@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # The exit status of a child whose parent was gone before it could ask for the signal; nobody reads it.
@@ -147,6 +148,26 @@ def _start_time(pid: int) -> str | None:
 
 
 _GUARD = Guard()
+
+
+def reap(proc: subprocess.Popen[bytes]) -> Any:
+    """Wait for ``proc``, set its returncode and return its ``wait4`` rusage: the child's own CPU, every
+    thread of it (a ``resource.struct_rusage``)."""
+    _, status, rusage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return rusage
+
+
+def leave_nothing(proc: subprocess.Popen[bytes]) -> None:
+    """After ``proc``'s run, in a ``finally``: unless :func:`reap` got to it (an exception came first,
+    KeyboardInterrupt included), SIGKILL its session's group and wait; then close its pipes."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def guard() -> Guard:

@@ -27,6 +27,7 @@ from dataclasses import replace
 from iolab.errors import DriverError, UsageError
 from iolab.measure.drivers.base import LoadResult, LoadSpec, ProgressCallback
 from iolab.measure.drivers.external import (
+    body_args,
     check_url,
     find_binary,
     refuse_open_loop,
@@ -66,13 +67,8 @@ class AbDriver:
         binary = find_binary("ab")
         with tempfile.TemporaryDirectory(prefix="iolab-ab-") as tmp:
             csv_path = os.path.join(tmp, "percentiles.csv")
-            argv = [binary, "-e", csv_path]
-            if body is not None:
-                body_path = os.path.join(tmp, "body")
-                with open(body_path, "wb") as fh:
-                    fh.write(body)
-                argv += ["-p" if spec.method.upper() == "POST" else "-u", body_path]
-            argv += argv_tail
+            body_flag = "-p" if spec.method.upper() == "POST" else "-u"
+            argv = [binary, "-e", csv_path, *body_args(body_flag, tmp, body), *argv_tail]
             done = run_tool(argv, spec, progress, spec.duration_s if spec.timed else None)
             csv_text = _read(csv_path)
         try:

@@ -11,11 +11,9 @@ response and closes, as ``ab`` does without ``-k``. Failures are counted by kind
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import selectors
-import signal
 import subprocess
 import sys
 from collections import deque
@@ -79,16 +77,9 @@ def _run_child(
         raise DriverError(f"cannot start the builtin driver: {exc}") from None
     try:
         out, tail = _exchange(proc, payload, progress)
-        _, status, rusage = os.wait4(proc.pid, 0)  # rusage of the child alone: the driver's own CPU
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        rusage = procs.reap(proc)  # rusage of the child alone: the driver's own CPU
     finally:
-        if proc.returncode is None:  # an exception, KeyboardInterrupt included: leave nothing behind
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        procs.leave_nothing(proc)
     if proc.returncode != 0:
         how = (
             f"was killed by signal {-proc.returncode}"

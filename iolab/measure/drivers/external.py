@@ -11,13 +11,11 @@ which is used where it comes).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
 import selectors
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -70,6 +68,16 @@ def whole_seconds(seconds: float) -> int:
     return max(1, math.ceil(seconds - 1e-9))
 
 
+def body_args(flag: str, tmp: str, body: bytes | None) -> list[str]:
+    """``[flag, path]`` of a file in ``tmp`` holding the request body; none without a body."""
+    if body is None:
+        return []
+    path = os.path.join(tmp, "body")
+    with open(path, "wb") as fh:
+        fh.write(body)
+    return [flag, path]
+
+
 @dataclass(frozen=True)
 class Finished:
     """What the tool left: its output (stdout then stderr), exit code and CPU."""
@@ -118,17 +126,10 @@ def run_tool(argv: Sequence[str], spec: LoadSpec, progress: ProgressCallback | N
     guard.watch(proc.pid)
     try:
         out, err = _collect(proc, spec, progress, started, expected_s)
-        _, status, rusage = os.wait4(proc.pid, 0)  # the tool's own CPU, every thread of it
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        rusage = procs.reap(proc)  # the tool's own CPU, every thread of it
     finally:
-        if proc.returncode is None:  # an exception, KeyboardInterrupt included: leave nothing behind
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        procs.leave_nothing(proc)
         guard.forget(proc.pid)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
     return Finished(out.decode(errors="replace"), err.decode(errors="replace"), proc.returncode,
                     rusage.ru_utime, rusage.ru_stime, time.monotonic() - started, tuple(command))
 

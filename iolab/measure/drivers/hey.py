@@ -16,7 +16,6 @@ sends N // C requests: 50 requests on 4 workers are 48 (noted in ``facts``). hey
 from __future__ import annotations
 
 import math
-import os
 import re
 import tempfile
 from dataclasses import replace
@@ -24,6 +23,7 @@ from dataclasses import replace
 from iolab.errors import DriverError
 from iolab.measure.drivers.base import LoadResult, LoadSpec, ProgressCallback
 from iolab.measure.drivers.external import (
+    body_args,
     check_url,
     duration_arg,
     find_binary,
@@ -55,13 +55,7 @@ class HeyDriver:
         args, body = build_args(spec)
         binary = find_binary("hey")
         with tempfile.TemporaryDirectory(prefix="iolab-hey-") as tmp:
-            argv = [binary]
-            if body is not None:
-                body_path = os.path.join(tmp, "body")
-                with open(body_path, "wb") as fh:
-                    fh.write(body)
-                argv += ["-D", body_path]
-            argv += args
+            argv = [binary, *body_args("-D", tmp, body), *args]
             done = run_tool(argv, spec, progress, spec.duration_s if spec.timed else None)
         try:
             result = parse(done.stdout)
