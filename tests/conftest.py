@@ -38,7 +38,13 @@ def iolab_env(**extra: str) -> dict[str, str]:
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240, env: dict[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m iolab …`` exactly as a user would, with no standard input."""
+    """Run ``python -m iolab …`` exactly as a user would, with no standard input.
+
+    ``iolab run`` gets ``--no-explain`` first (a test that wants the explain pass passes ``--explain``
+    after it, and click keeps the last), so the suite does not pay for a traced round per scenario.
+    """
+    if args[:1] == ("run",):
+        args = ("run", "--no-explain", *args[1:])
     return subprocess.run(
         [sys.executable, "-m", "iolab", *args], cwd=cwd or REPO, env=env or iolab_env(),
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,

@@ -132,7 +132,7 @@ def _run(tmp: Path, scenarios: str, *extra: str) -> results.RunResult:
     before = _ours_left()
     out = tmp / "run.json"
     proc = run_cli("run", "--scenario", scenarios, "--rounds", "1", "-q", "--cpus", "0", "--memory", "0",
-                   "--warmup", "30", "-c", "20", "-o", str(out), *extra)
+                   "--warmup", "30", "-c", "20", "--no-explain", "-o", str(out), *extra)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _ours_left() == before  # namespace, links, relay, collectors, rsyslogd: all gone
     return results.load(out)
@@ -207,7 +207,7 @@ def test_a_killed_run_leaves_no_collector_and_the_next_sweeps_the_rest(tmp_path:
     from tests.conftest import REPO
 
     proc = subprocess.Popen([sys.executable, "-m", "iolab", "run", "--scenario", "ours-http", "--rounds", "1",
-                             "-q", "--cpus", "0", "--memory", "0", "--duration", "30s", "-o",
+                             "-q", "--cpus", "0", "--memory", "0", "--no-explain", "--duration", "30s", "-o",
                              str(tmp_path / "r.json")], cwd=REPO, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -290,7 +290,7 @@ def test_run_whose_output_directory_goes_away_keeps_results_in_a_fallback(tmp_pa
     out.parent.mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", "iolab", "run", "--scenario", "noop-async,noop-sync", "-n", "200", "-c", "10",
-         "--rounds", "2", "--warmup", "0", "--cpus", "0", "--memory", "0", "-q", "-o", str(out)],
+         "--rounds", "2", "--warmup", "0", "--cpus", "0", "--memory", "0", "-q", "--no-explain", "-o", str(out)],
         cwd=tmp_path, env=iolab_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     try:

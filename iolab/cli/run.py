@@ -18,6 +18,7 @@ from rich.console import Console
 
 from iolab.analysis.knowledge import NONE, ScenarioKnowledge
 from iolab.cli.options import limit_options, limits_request, option_group
+from iolab.cli.opts_explain import explain_config, explain_options
 from iolab.cli.opts_net import net_options, net_request
 from iolab.cli.opts_scale import scale_fields, scale_options
 from iolab.cli.progress import LineReporter, ProgressReporter
@@ -164,6 +165,7 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         sink_latency_ms=kw.get("sink_latency_ms", 0.0),
         max_error_pct=kw.get("max_error_pct", MAX_ERROR_PCT),
         network=net_request(kw, scenarios),
+        **explain_config(kw),
         **scale_fields(kw),
     )
 
@@ -334,6 +336,7 @@ def default_output() -> Path:
 @LOAD_OPTIONS
 @LIMIT_OPTIONS
 @SERVER_OPTIONS
+@explain_options
 @OUTPUT_OPTIONS
 @scale_options
 @net_options

@@ -59,6 +59,11 @@ class RunConfig:
     sink_latency_ms: float = 0.0
     # A round whose requests did not succeed in more than this share (percent) is "degraded" (exit 8).
     max_error_pct: float = MAX_ERROR_PCT
+    # The explain pass (issue 17, iolab.measure.explain): one traced round per scenario after the measured
+    # ones. Off for a library caller; the CLI's `run` turns it on unless --no-explain.
+    explain: bool = False
+    explain_requests: int = 2000
+    explain_method: str = "auto"  # auto | bpftrace | strace | none
     # What the analysis may know about the scenarios (controls, pairs): the demo's own for the demo
     # (iolab.demo.scenarios.knowledge()), nothing for a user's app.
     knowledge: ScenarioKnowledge = NONE

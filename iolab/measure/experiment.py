@@ -86,6 +86,7 @@ class _State:
     rounds: dict[str, list[RoundRecord]] = field(default_factory=dict)
     warnings: list[RunWarning] = field(default_factory=list)
     hdr_entries: list[hdrlog.Entry] = field(default_factory=list)
+    explains: dict[str, results.Explain] = field(default_factory=dict)
 
 
 def server_env(config: RunConfig) -> dict[str, str]:
@@ -226,6 +227,8 @@ class Experiment:
                     self.state.rounds.setdefault(spec.name, []).append(record)
                     self.reporter.scenario_finished(record)
                     self.save("running")
+            if cfg.explain:
+                self._explain()
         failed = any(rec.status == "failed" for rs in self.state.rounds.values() for rec in rs)
         result = self.save("failed" if failed else status)
         self.finished = result
@@ -246,7 +249,9 @@ class Experiment:
         for spec in cfg.scenarios:
             rounds = self.state.rounds.get(spec.name)
             if rounds:
-                scenarios.append(netrun.scenario_delivery(aggregate(spec.name, spec.path, spec.description, rounds)))
+                scenarios.append(netrun.scenario_delivery(replace(
+                    aggregate(spec.name, spec.path, spec.description, rounds),
+                    explain=self.state.explains.get(spec.name))))
         by_name = {s.name: s for s in scenarios}
         ok = {n: s for n, s in by_name.items() if any(r.status == "ok" for r in s.rounds)}
         measured = {n: s for n, s in by_name.items() if any(r.measured for r in s.rounds)}
@@ -280,6 +285,23 @@ class Experiment:
         result = self.snapshot(status)
         self.keeper.write("-o", self.config.output, results.dumps(result))
         return result
+
+    def _explain(self) -> None:
+        """The explain pass: one traced round per measured scenario, after every measured round."""
+        from iolab.measure.explain import explain_scenario
+
+        done = {s.name: s for s in self.snapshot("running").scenarios}
+        for i, spec in enumerate(self.config.scenarios):
+            measured = done.get(spec.name)
+            if measured is None or not any(r.measured for r in measured.rounds):
+                continue
+            self.reporter.scenario_started(0, self.config.rounds, f"{spec.name} · explain", i + 1,
+                                           len(self.config.scenarios))
+            self.state.explains[spec.name] = explain_scenario(
+                self.config, spec, {**server_env(self.config), **(self.net.server_env(spec.name, 0) if self.net else {})},
+                self._drive, measured.latency_ms.mean,
+                self.reporter.phase, self.reporter.progress)
+            self.save("running")
 
     # ------------------------------------------------------------------------------------ facts
     def _environment(self) -> dict[str, object]:

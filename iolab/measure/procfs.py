@@ -256,6 +256,86 @@ def fd_flags(pid: int, fd: int, root: str = ROOT) -> int:
     raise ProbeError(f"{path}: no flags line")
 
 
+# --------------------------------------------------------------------- descriptors and sockets (explain)
+
+
+def fd_links(pid: int, root: str = ROOT) -> dict[int, str]:
+    """Every open descriptor and where its link points ("pipe:[5]", "socket:[7]", a path …), as seen now;
+    a descriptor closed between the listing and its readlink is left out."""
+    path = f"{root}/{pid}/fd"
+    with _translated(path):
+        names = os.listdir(path)
+    out: dict[int, str] = {}
+    for name in names:
+        with contextlib.suppress(OSError):
+            out[int(name)] = os.readlink(f"{path}/{name}")
+    return out
+
+
+@dataclass(frozen=True)
+class SocketInfo:
+    """One socket of a network namespace, from /proc/PID/net/{tcp,tcp6,udp,udp6,unix}."""
+
+    proto: str  # tcp | udp | unix
+    local_port: int | None
+    remote: str  # "ip:port", a unix socket's path, or ""
+    listening: bool
+
+
+def _hex_addr(text: str) -> tuple[str, int]:
+    """'0100007F:1F90' → ('127.0.0.1', 8080); an IPv4-mapped IPv6 address as IPv4, others in brackets."""
+    addr, _, port = text.partition(":")
+    if len(addr) == 8:
+        ip = ".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0))
+    else:
+        raw = b"".join(bytes.fromhex(addr[i:i + 8])[::-1] for i in range(0, 32, 8))
+        if raw[:12] == b"\0" * 10 + b"\xff\xff":
+            ip = ".".join(str(b) for b in raw[12:])
+        else:
+            ip = "[" + ":".join(raw[i:i + 2].hex() for i in range(0, 16, 2)) + "]"
+    return ip, int(port, 16)
+
+
+def _parse_net_inet(text: str, proto: str) -> dict[int, SocketInfo]:
+    out: dict[int, SocketInfo] = {}
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) < 10:
+            continue
+        try:
+            _, lport = _hex_addr(f[1])
+            rip, rport = _hex_addr(f[2])
+            inode = int(f[9])
+        except ValueError:
+            continue
+        if inode:  # 0: a TIME_WAIT entry, no socket any more
+            out[inode] = SocketInfo(proto, lport, f"{rip}:{rport}", proto == "tcp" and f[3] == "0A")
+    return out
+
+
+def _parse_net_unix(text: str) -> dict[int, SocketInfo]:
+    out: dict[int, SocketInfo] = {}
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) < 7:
+            continue
+        with contextlib.suppress(ValueError):
+            out[int(f[6])] = SocketInfo("unix", None, f[7] if len(f) > 7 else "", f[3] == "00010000")
+    return out
+
+
+def sockets(pid: int, root: str = ROOT) -> dict[int, SocketInfo]:
+    """Every socket of the process's network namespace, by inode (a table that cannot be read is skipped)."""
+    out: dict[int, SocketInfo] = {}
+    for name, proto in (("tcp", "tcp"), ("tcp6", "tcp"), ("udp", "udp"), ("udp6", "udp")):
+        with contextlib.suppress(NoSuchProcess, AccessDenied, ProbeError):
+            out.update(_parse_net_inet(_read(f"{root}/{pid}/net/{name}", empty_ok=True).decode("ascii", "replace"),
+                                       proto))
+    with contextlib.suppress(NoSuchProcess, AccessDenied, ProbeError):
+        out.update(_parse_net_unix(_read(f"{root}/{pid}/net/unix", empty_ok=True).decode(errors="replace")))
+    return out
+
+
 # ------------------------------------------------------------------------------------- cgroups, mounts
 
 

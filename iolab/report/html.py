@@ -20,6 +20,7 @@ from iolab.analysis import latency
 from iolab.analysis.compare import Gate, RunComparison
 from iolab.analysis.stats import RATIO_UNBOUNDED
 from iolab.report import about_server, charts, delivery
+from iolab.report.explain import explain_tables
 from iolab.report.table import Table
 from iolab.report.tables import (
     VERDICT_METRICS,
@@ -338,6 +339,8 @@ def render(result: RunResult) -> str:
     sections.append(("verdicts", "Verdicts", _verdict_section(result, paths, placed)))
     if sc:
         sections.append(("rounds", "Rounds and noise", tab(noise_table(result))))
+    if explained := explain_tables(result):
+        sections.append(("explain", "Where the writes go, who waits", "".join(tab(t) for t in explained)))
     rest = [t for t in all_tables(result) if t not in placed]  # a table added to tables.py later still shows
     if rest:
         sections.append(("more", "More tables", "".join(table_html(t) for t in rest)))

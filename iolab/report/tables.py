@@ -262,7 +262,9 @@ def all_tables(result: RunResult) -> list[Table]:
     tables += [*context_switch_tables(result), per_request_table(result),
               threads_table(result), noise_table(result)]
     tables += [t for t in (stability_table(result), verdict_table(result)) if t is not None]
-    return [*tables, facts_table(result)]
+    from iolab.report.explain import explain_tables  # it imports this module
+
+    return [*tables, *explain_tables(result), facts_table(result)]
 
 
 def comparison_tables(comparisons: Sequence[Comparison], paths: dict[str, str]) -> list[Table]:

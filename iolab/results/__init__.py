@@ -15,8 +15,9 @@ the major one when a reader of the old version would misread the new one):
   succeed); rounds gain ``error_kind`` and rounds and scenarios ``successful`` (2xx/3xx responses). A v1
   reader would take those nulls for numbers, hence the major bump; the loader turns a v1 file's zeros
   that stood for "not measured" into nulls (``_upgrade``).
-- ``iolab.run/2``, additive (optional, absent from older files): top-level ``network``, per round
-  ``delivery`` and ``latency_per_s``, per scenario ``delivery`` (issue 20, iolab/results/network.py).
+  Additive, optional: ``scenarios[].explain`` (the explain pass, docs/explain.md); absent → null.
+  Additive, optional (issue 20, results/network.py): top-level ``network``, rounds' ``delivery`` and
+  ``latency_per_s``, scenarios' ``delivery``; absent → null (``latency_per_s``: empty).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any, Literal, TypeVar, Union
 
 from iolab.errors import ResultsFileError
 from iolab.outputs import write_text_atomic
+from iolab.results.explain import BlockedSite, Explain, ExplainWrite  # noqa: F401 - re-exported
 from iolab.results.network import Delivery, SecondLatency
 
 SCHEMA_NAME = "iolab.run"
@@ -254,6 +256,7 @@ class ScenarioResult:
     latency_uncorrected_hdr: str = ""
     successful: int = 0  # completed responses with a 2xx or 3xx status, over the measured rounds
     delivery: Delivery | None = None  # issue 20: summed over the rounds
+    explain: Explain | None = None  # the explain pass (iolab.measure.explain), never in the figures above
 
 
 @dataclass(frozen=True)
