@@ -7,6 +7,7 @@ command -v ab >/dev/null 2>&1 || want+=(apache2-utils)
 command -v wrk >/dev/null 2>&1 || want+=(wrk)
 command -v hey >/dev/null 2>&1 || want+=(hey)
 command -v chromium >/dev/null 2>&1 || want+=(chromium)
+[ -x /usr/sbin/rsyslogd ] || [ -x /sbin/rsyslogd ] || want+=(rsyslog)  # the syslog collector (docs/network.md)
 # The explain pass's tracers (issue 17): bpftrace on the syscall tracepoints, strace where it cannot run.
 command -v bpftrace >/dev/null 2>&1 || want+=(bpftrace)
 command -v strace >/dev/null 2>&1 || want+=(strace)

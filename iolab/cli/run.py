@@ -19,6 +19,7 @@ from rich.console import Console
 from iolab.analysis.knowledge import NONE, ScenarioKnowledge
 from iolab.cli.options import limit_options, limits_request, option_group
 from iolab.cli.opts_explain import explain_config, explain_options
+from iolab.cli.opts_net import net_options, net_request
 from iolab.cli.opts_scale import scale_fields, scale_options
 from iolab.cli.opts_try import apply_try, try_options
 from iolab.cli.progress import LineReporter, ProgressReporter
@@ -164,6 +165,7 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         work_us=kw.get("work_us", 0),
         sink_latency_ms=kw.get("sink_latency_ms", 0.0),
         max_error_pct=kw.get("max_error_pct", MAX_ERROR_PCT),
+        network=net_request(kw, scenarios),
         **explain_config(kw),
         **scale_fields(kw),
     ), kw)
@@ -338,6 +340,7 @@ def default_output() -> Path:
 @explain_options
 @OUTPUT_OPTIONS
 @scale_options
+@net_options
 @try_options
 def run_command(**kw: Any) -> None:
     """Reproduce the seed experiment (or measure your app) and print the tables.

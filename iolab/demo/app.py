@@ -20,7 +20,7 @@ from aiologger import Logger as AsyncLogger
 from aiologger.levels import LogLevel
 from fastapi import FastAPI
 
-from iolab.demo import strategies, work
+from iolab.demo import remote, strategies, work
 from iolab.demo.work import with_work
 
 # Before anything binds sys.stdout (aiologger's and the control's handlers below, the catalog's loggers).
@@ -34,6 +34,7 @@ async def lifespan(app):
     yield
     # Stop the catalog's listener threads and queues, writing their backlog before the server exits.
     strategies.shutdown()
+    remote.shutdown()  # the remote-logging scenarios (issue 20): their backlog, then their counts
 
 
 app = FastAPI(lifespan=lifespan)
@@ -132,3 +133,4 @@ async def async_blocking_log_endpoint():
 
 # --- The catalog (strategies.py) --------------------------------------------------------------------
 app.include_router(strategies.router)
+app.include_router(remote.router)  # logging across a network (issue 20)

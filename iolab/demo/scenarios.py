@@ -39,6 +39,7 @@ class Scenario:
     defers: bool = False
     needs: str | None = None  # a module of the `loggers` extra
     peers: tuple[str, ...] = ()  # other scenarios it is compared with head to head (peer → this)
+    network: bool = False  # logs to a collector across iolab's network namespace (issue 20; needs root)
 
 
 _A, _S = "noop-async", "noop-sync"
@@ -109,6 +110,27 @@ DEMO_SCENARIOS: tuple[Scenario, ...] = (
              peers=("ours-async", "async-blocking-log")),
 )
 
+# Logging across a network (issue 20, iolab/demo/remote.py): only in the "network" group, since they need
+# iolab's namespace and collectors (root); selecting one builds them.
+_NETWORK_PEERS = {"queue-http": ("http-per-record",), "ours-http": ("http-per-record", "queue-http"),
+                  "ours-tcp": ("socket-tcp", "syslog-tcp")}
+NETWORK_SCENARIOS: tuple[Scenario, ...] = tuple(
+    Scenario(name, f"/{name}", handler, isolates, writes=False, network=True, defers=defers,
+             peers=_NETWORK_PEERS.get(name, ()))
+    for name, handler, isolates, defers in (
+        ("syslog-udp", "async def + stdlib SysLogHandler (UDP)", "a datagram per record", False),
+        ("syslog-tcp", "async def + stdlib SysLogHandler (TCP)", "a send per record on a kept connection", False),
+        ("socket-tcp", "async def + stdlib SocketHandler, JSON lines", "a send per record, silent drops", False),
+        ("http-per-record", "async def + one HTTP request per record (as HTTPHandler)",
+         "the naive 'log to Elasticsearch': a connection and a request per record", False),
+        ("queue-http", "async def + QueueHandler → listener → one request per record",
+         "the same requests off the event loop, behind an unbounded queue", True),
+        ("ours-tcp", "async def + iolab.logging.BatchHandler(TCPSink)", "batches on a kept TCP connection", True),
+        ("ours-http", "async def + iolab.logging.BatchHandler(BulkHTTPSink)", "a _bulk request per batch", True),
+    ))
+NETWORK_ORDER = tuple(s.name for s in NETWORK_SCENARIOS)
+DEMO_SCENARIOS = DEMO_SCENARIOS + NETWORK_SCENARIOS
+
 BY_NAME = {s.name: s for s in DEMO_SCENARIOS}
 # The order of the seed's table first, then the controls: what `iolab run` measures by default.
 DEFAULT_EIGHT = ("sync", "async", "sync-raw", "async-raw", "noop-sync", "noop-async", "sync-handler",
@@ -121,6 +143,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "default": DEFAULT_EIGHT,
     "all": ALL_ORDER,
     "catalog": ("noop-sync", "noop-async", "sync-handler", "async-blocking-log", *CATALOG_ORDER),
+    "network": NETWORK_ORDER,
 }
 
 
@@ -214,13 +237,14 @@ def table() -> Any:
     t = Table(title="Demo scenarios (one fresh server each)", title_justify="left")
     for col in ("name", "path", "handler", "isolates", "control", "group"):
         t.add_column(col)
-    for name in ALL_ORDER:
+    for name in ALL_ORDER + NETWORK_ORDER:
         s = BY_NAME[name]
         reason = unavailable(name)
-        group = "default" if name in DEFAULT_EIGHT else "catalog"
+        group = "default" if name in DEFAULT_EIGHT else "network" if s.network else "catalog"
         if reason:
             group += f" — not available: {reason}"
         t.add_row(s.name, s.path, s.handler, s.isolates, s.control or "—", group)
-    t.caption = ("--scenario default (no option) runs the first eight; --scenario all runs every one; "
+    t.caption = ("--scenario default (no option) runs the first eight; --scenario all the first two groups; "
+                 "--scenario network logs across iolab's network (root, docs/network.md); "
                  "cpu-only is the better control for the async def stdlib strategies")
     return t

@@ -10,6 +10,7 @@ from iolab.measure.agent_client import AgentSpec
 from iolab.measure.drivers.locust import LocustOptions
 from iolab.measure.drivers.summary import MAX_ERROR_PCT
 from iolab.measure.limits import LimitsRequest
+from iolab.measure.netrun import NetRequest
 from iolab.measure.targets import AppTarget, Target
 
 DEMO_APP = "iolab.demo.app:app"
@@ -70,6 +71,8 @@ class RunConfig:
     # Issue 21: the probe served by an `iolab agent` on the server's host; Locust's fleet (--driver locust).
     agent: AgentSpec | None = None
     locust: LocustOptions | None = None
+    # Logging across a network (issue 20): iolab's namespace, link impairment and collectors; None: none.
+    network: NetRequest | None = None
 
     @property
     def is_demo(self) -> bool:

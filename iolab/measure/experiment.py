@@ -21,7 +21,7 @@ from iolab.analysis import advice, verdict
 from iolab.analysis.aggregate import aggregate, window_samples
 from iolab.analysis.findings import with_findings
 from iolab.errors import IolabError, NoSuchProcess, ProbeError, ServerStartError
-from iolab.measure import facts, hdrlog, procfs, procs, trying
+from iolab.measure import facts, hdrlog, netrun, procfs, procs, trying
 from iolab.measure.agent_client import AgentClient, AgentProbe, make_probe
 from iolab.measure.config import RunConfig, ScenarioSpec
 from iolab.measure.drivers import get_driver
@@ -186,6 +186,7 @@ class Experiment:
         self.finished: RunResult | None = None
         # get_driver fails now, before any server starts, when an external tool is not installed.
         self._drive = get_driver(config.driver, config.locust).run
+        self.net: netrun.NetSession | None = None  # the run's network (issue 20), while run() runs
         self.state = _State(
             config=config,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -207,8 +208,13 @@ class Experiment:
         Results that could not be written to ``config.output`` are in ``self.keeper.where(config.output)``
         (a fallback file); ``self.keeper.raise_if_fell_back()`` turns that into OutputWriteError.
         """
+        # Before any network or server starts (and before a save can fail).
+        check_outputs(*experiment_outputs(self.config))
+        with netrun.session(self.config.network) as self.net:
+            return self._run()
+
+    def _run(self) -> RunResult:
         cfg = self.config
-        check_outputs(*experiment_outputs(cfg))  # before any server starts (and before a save can fail)
         specs = cfg.scenarios
         status = "complete"
         with saved_on_error(self.save):
@@ -218,6 +224,8 @@ class Experiment:
                 for i, spec in enumerate(order):
                     self.reporter.scenario_started(r + 1, cfg.rounds, spec.name, i + 1, len(order))
                     record = self._measure(spec, r + 1)
+                    if self.net is not None:
+                        record = self.net.finish_round(record, spec.name)
                     self.state.rounds.setdefault(spec.name, []).append(record)
                     self.reporter.scenario_finished(record)
                     self.save("running")
@@ -243,9 +251,9 @@ class Experiment:
         for spec in cfg.scenarios:
             rounds = self.state.rounds.get(spec.name)
             if rounds:
-                scenarios.append(trying.labelled(replace(aggregate(spec.name, spec.path, spec.description, rounds),
-                                                         explain=self.state.explains.get(spec.name)),
-                                                 spec, self.state.try_applied))
+                scenarios.append(trying.labelled(netrun.scenario_delivery(replace(
+                    aggregate(spec.name, spec.path, spec.description, rounds),
+                    explain=self.state.explains.get(spec.name))), spec, self.state.try_applied))
         by_name = {s.name: s for s in scenarios}
         ok = {n: s for n, s in by_name.items() if any(r.status == "ok" for r in s.rounds)}
         measured = {n: s for n, s in by_name.items() if any(r.measured for r in s.rounds)}
@@ -272,6 +280,7 @@ class Experiment:
             warnings=tuple(self._warnings(measured, scenarios)),
             attribution=tuple(attribution),
             status=status,
+            network=self.net.describe() if self.net is not None else None,
         ), known)
 
     def save(self, status: str) -> RunResult:
@@ -290,7 +299,7 @@ class Experiment:
                 continue
             self.reporter.scenario_started(0, self.config.rounds, f"{spec.name} · explain", i + 1,
                                            len(self.config.scenarios))
-            env = server_env(self.config)
+            env = {**server_env(self.config), **(self.net.server_env(spec.name, 0) if self.net else {})}
             with trying.knobs_for(spec, env, self.state.try_applied):  # a --try variant is explained as run
                 self.state.explains[spec.name] = explain_scenario(
                     self.config, spec, env, self._drive, measured.latency_ms.mean,
@@ -385,7 +394,7 @@ class Experiment:
                                         StdoutInfo(kind="unknown", buffering="unknown"))
         sink = self._sink(spec, round_no)
         stdout_info = StdoutInfo(kind=cfg.stdout, buffering=python_buffering(cfg.stdout, cfg.unbuffered))
-        env = server_env(cfg)
+        env = {**server_env(cfg), **(self.net.server_env(spec.name, round_no) if self.net else {})}
         with LimitSession(cfg.limits, name="iolab") as session, trying.knobs_for(spec, env, self.state.try_applied):
             applied = session.prepare()
             self.state.limits = {**applied.to_dict()}
@@ -454,7 +463,8 @@ class Experiment:
                     cpu0 = procfs.cpu_times()
                     throttle0 = session.read_cpu_stat() if session else {}
                     t0, started_epoch_s = time.monotonic(), time.time()
-                    load = self._drive(base, self.reporter.progress)
+                    with self.net.during_load() if self.net else contextlib.nullcontext():
+                        load = self._drive(base, self.reporter.progress)
                     wall = time.monotonic() - t0
                     try:
                         c1 = probe.read() if probe else None
@@ -559,6 +569,8 @@ class Experiment:
 
     def _after_load(self, spec: ScenarioSpec, round_no: int, started_epoch_s: float, load: LoadResult) -> None:
         """The open loop's schedule warning, and the HdrHistogram log rewritten with this round added."""
+        if self.net is not None:
+            self.net.note_load(load)
         late = behind_schedule(load)
         if late:
             self.state.warnings.append(RunWarning("driver-behind-schedule", f"{spec.name}, round {round_no}: {late}"))

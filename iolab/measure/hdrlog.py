@@ -2,7 +2,7 @@
 (HistogramLogAnalyzer, HistogramLogProcessor …).
 
 Values are microseconds. Each run (a scenario's round) contributes its intervals under a tag: one per
-second where the driver says when each response completed (the builtin driver's open loop), else one
+second where the driver says when each response completed (the builtin driver, open or closed loop), else one
 for the whole run. In an open loop the corrected latencies (from when each request was due) go under the
 run's tag and the uncorrected ones (from when it was sent) under the same tag with ``.uncorrected``
 appended. Written with ``hdrh.log.HistogramLogWriter``; ``read_log`` reads a file back with

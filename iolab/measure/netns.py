@@ -6,7 +6,8 @@ pyroute2 would be one more dependency for the same netlink calls):
 - a network namespace ``iolab-<pid>-<n>`` for the collector, with ``lo`` up;
 - a point-to-point link from the host namespace into it, addresses on a private /30 (10.234.x.y);
 - the impairment on the collector's side (its egress, as ``tc qdisc … netem`` on that side does): a
-  delay added to every round trip, a uniform jitter, a loss percentage.
+  delay added to every round trip, a uniform jitter, a loss percentage; the loss also on the host's
+  egress, so that a datagram towards the collector (syslog over UDP) can be lost as on a lossy link.
 
 Two methods, reported as ``method``:
 
@@ -140,6 +141,9 @@ class Network:
         _run(["ip", "-n", self.name, "link", "set", self.ns_if, "up"])
         if self.impairment:
             _run(["tc", "-n", self.name, "qdisc", "add", "dev", self.ns_if, "root", *self.netem_args()])
+        if self.impairment.loss_pct:  # loss both ways: a datagram to the collector can be lost too
+            _run(["tc", "qdisc", "add", "dev", self.host_if, "root", "netem", "loss",
+                  f"{self.impairment.loss_pct}%"])
 
     def netem_args(self) -> list[str]:
         imp = self.impairment

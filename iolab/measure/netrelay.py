@@ -9,8 +9,9 @@ Run as a script (``python -I -S netrelay.py HOST_TUN NETNS_PATH NS_TUN DELAY_MS 
 creates the host TUN, enters the namespace, creates the other one, prints ``ready`` and relays until
 killed. Its TUN devices are not persistent: they vanish with the process, so a SIGKILL leaves none.
 
-netem semantics on the collector's side: the delay, jitter and loss apply to packets *from* the collector
-(one direction), so ``DELAY_MS`` adds that much to every round trip. Jitter is uniform in ±JITTER_MS and
+netem semantics on the collector's side: the delay and jitter apply to packets *from* the collector (one
+direction), so ``DELAY_MS`` adds that much to every round trip; the loss applies in both directions, as
+netns.py sets it on both ends of a veth (a datagram to the collector can be lost too). Jitter is uniform in ±JITTER_MS and
 never reorders packets (each leaves no earlier than the one before it), as netem with ``rate`` behaves.
 Imports only the stdlib: it runs with -I -S, outside the lab.
 """
@@ -57,12 +58,14 @@ def relay(host_fd: int, ns_fd: int, delay_s: float, jitter_s: float, loss: float
     while True:
         timeout = max(0.0, pending[0][0] - time.monotonic()) if pending else None
         readable, _, _ = select.select([host_fd, ns_fd], [], [], timeout)
-        if host_fd in readable:  # server → collector: untouched
+        if host_fd in readable:  # server → collector: not delayed, but lost as often (a lossy link)
             while True:
                 try:
                     pkt = os.read(host_fd, _MTU)
                 except BlockingIOError:
                     break
+                if loss and rng.random() < loss:
+                    continue
                 try:
                     os.write(ns_fd, pkt)
                 except OSError:  # the link is down (outage, teardown): the packet is lost, as on a wire

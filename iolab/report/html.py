@@ -19,7 +19,7 @@ from typing import Any
 from iolab.analysis import latency
 from iolab.analysis.compare import Gate, RunComparison
 from iolab.analysis.stats import RATIO_UNBOUNDED
-from iolab.report import about_server, charts, findings
+from iolab.report import about_server, charts, delivery, findings
 from iolab.report.explain import explain_tables
 from iolab.report.table import Table
 from iolab.report.tables import (
@@ -323,6 +323,9 @@ def render(result: RunResult) -> str:
         series = [x for i, s in enumerate(sc) if (x := _spectrum_series(s, charts.color(i), charts.line_style(i)))]
         lat = figure_html(charts.latency_spectrum(series)) if series else ""
         sections.append(("latency", "Latency", lat + tab(latency_table(result))))
+        net = delivery.html_section(result, tab, figure_html)  # issue 20: None without a network
+        if net:
+            sections.append(net)
         cost = charts.bar_panels([(t, [_bar(s, i, f) for i, s in enumerate(sc)]) for t, f in _COST],
                                  "os-cost", "OS cost per request, server side")
         thr = charts.bar_panels([(t, [_bar(s, i, f) for i, s in enumerate(sc)]) for t, f in _THROUGHPUT],

@@ -255,7 +255,9 @@ def stability_table(result: RunResult) -> Table | None:
 def all_tables(result: RunResult) -> list[Table]:
     if not result.scenarios:
         return [facts_table(result)]
-    tables = [latency_table(result)]
+    from iolab.report import delivery  # late: it imports this module
+
+    tables = [latency_table(result), *delivery.tables(result)]  # issue 20: delivery next to latency
     tables += [t for t in (uncorrected_latency_table(result),) if t is not None]
     tables += [*context_switch_tables(result), per_request_table(result),
               threads_table(result), noise_table(result)]

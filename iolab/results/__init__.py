@@ -15,8 +15,11 @@ the major one when a reader of the old version would misread the new one):
   succeed); rounds gain ``error_kind`` and rounds and scenarios ``successful`` (2xx/3xx responses). A v1
   reader would take those nulls for numbers, hence the major bump; the loader turns a v1 file's zeros
   that stood for "not measured" into nulls (``_upgrade``).
-  Additive, optional: ``scenarios[].explain`` (the explain pass, docs/explain.md); absent → null; the run's
-  ``findings``, a scenario's ``variant`` and ``try_applied`` (``--try``, docs/try.md).
+  Additive, optional: ``scenarios[].explain`` (the explain pass, docs/explain.md); absent → null.
+  Additive, optional (issue 20, results/network.py): top-level ``network``, rounds' ``delivery`` and
+  ``latency_per_s``, scenarios' ``delivery``; absent → null (``latency_per_s``: empty).
+  Additive, optional (--try, docs/try.md): the run's ``findings``, a scenario's ``variant`` and
+  ``try_applied``; absent → empty / null.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any, Literal, TypeVar, Union
 from iolab.errors import ResultsFileError
 from iolab.outputs import write_text_atomic
 from iolab.results.explain import BlockedSite, Explain, ExplainWrite  # noqa: F401 - re-exported
+from iolab.results.network import Delivery, SecondLatency
 
 SCHEMA_NAME = "iolab.run"
 SCHEMA_VERSION = 2
@@ -216,6 +220,9 @@ class RoundRecord:
     driver_output: str = ""  # an external tool's own output, as printed
     error_kind: str | None = None  # SERVER_DIED | NOTHING_MEASURED | SINK_STALLED | TOO_MANY_ERRORS
     successful: int = 0  # completed responses with a 2xx or 3xx status
+    # Logging across a network (issue 20): what reached the collector, and latency second by second.
+    delivery: Delivery | None = None
+    latency_per_s: tuple[SecondLatency, ...] = ()
 
     @property
     def measured(self) -> bool:
@@ -250,6 +257,7 @@ class ScenarioResult:
     latency_uncorrected_ms: LatencyMs = field(default_factory=LatencyMs)  # open loop, merged over rounds
     latency_uncorrected_hdr: str = ""
     successful: int = 0  # completed responses with a 2xx or 3xx status, over the measured rounds
+    delivery: Delivery | None = None  # issue 20: summed over the rounds
     explain: Explain | None = None  # the explain pass (iolab.measure.explain), never in the figures above
     # --try (docs/try.md): every knob's value, and what the knobs found and did in the server.
     variant: dict[str, str] | None = None
@@ -313,6 +321,8 @@ class RunResult:
     warnings: tuple[RunWarning, ...] = ()
     attribution: tuple[str, ...] = ()
     status: str = "complete"
+    # Issue 20: the network iolab built (method, delay_ms, jitter_ms, loss_pct, outage), None without one.
+    network: dict[str, Any] | None = None
     findings: tuple[Finding, ...] = ()  # the answer first (iolab.analysis.findings), ranked by effect
 
 

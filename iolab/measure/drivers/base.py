@@ -187,8 +187,9 @@ class LoadResult:
     cpu_load_sys_s: float | None = None
     # Open loop: how well the schedule was kept.
     schedule: Schedule | None = None
-    # Open loop: when each latency sample completed, ms after the first request was due (same order as
-    # latencies_us); what per-second HdrHistogram log intervals are cut from.
+    # The builtin driver: when each latency sample completed, ms after the first request was due (open
+    # loop) or sent (closed loop), in the order of latencies_us; what per-second HdrHistogram log intervals
+    # and latency second by second (issue 20) are cut from.
     timeline_ms: tuple[int, ...] = ()
     command: tuple[str, ...] = ()  # the external tool's command line, as run
     # Anything else worth keeping, per driver: its version, wrk's own coordinated-omission-adjusted

@@ -127,6 +127,8 @@ class Load:
         self.bytes_received += received
         self.latencies_us.append(latency_us)
         self.statuses.append(status)
+        if not self.open_loop:  # when each completed, for latency second by second (the open loop's own)
+            self.timeline_ms.append((done - self.first_ns) // 1_000_000)
 
     def schedule(self) -> dict[str, Any] | None:
         if not self.open_loop:

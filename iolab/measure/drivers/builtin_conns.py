@@ -142,6 +142,7 @@ class ClosedConn(_Conn):
         # Python call and attribute lookup here is paid once per request.
         load = self.load
         load.latencies_us.append((done - self.start) // 1000)
+        load.timeline_ms.append((done - load.first_ns) // 1_000_000)  # latency second by second
         load.statuses.append(status)
         load.last_ns = done
         load.bytes_received += nbytes
