@@ -6,7 +6,9 @@ A pure function of the record: the same rounds always give the same findings, so
 - a ``--try`` variant (its name is ``<base> [knob=value …]``) against its as-is scenario ``<base>``;
 - the built-in demo (the caller passes its ScenarioKnowledge): the seed's question, /sync against /async, split into `def` vs `async def` and the
   log calls (the controls /noop-sync and /noop-async);
-- otherwise the pairs the run compared (``--compare``, or every scenario against the first).
+- otherwise the pairs the run compared (``--compare``, or every scenario against the first);
+- across a network (``--net-*``, issue 20), first: round trips per record, records lost, what an outage did
+  (iolab.analysis.network_findings; counts, so their interval is the figure itself).
 
 Only a significant difference (iolab.analysis.verdict's rule: p < 0.05, the interval excludes no change, at
 least 1 %) is stated as a claim; a pair without one gets one "no measurable difference (CI …)" sentence.
@@ -21,6 +23,7 @@ from dataclasses import replace
 
 from iolab.analysis import verdict
 from iolab.analysis.knowledge import NONE, ScenarioKnowledge
+from iolab.analysis.network_findings import network_finding_records
 from iolab.analysis.stats import METHOD_TOO_FEW, RATIO_UNBOUNDED, compare_samples, median, welch_contrast
 from iolab.results import Comparison, Finding, RunResult, ScenarioResult
 
@@ -236,7 +239,8 @@ def findings(result: RunResult, knowledge: ScenarioKnowledge = NONE) -> list[Fin
         for a, b in pairs:
             if a in ok and b in ok:
                 found += judge(f"{ok[b].path} instead of {ok[a].path}", ok[a], ok[b], METRICS)
-    return rank(found)
+    # A run across a network (issue 20) opens with what the network did: counted, not sampled.
+    return network_finding_records(result) + rank(found)
 
 
 def with_findings(result: RunResult, knowledge: ScenarioKnowledge = NONE) -> RunResult:
