@@ -11,16 +11,8 @@ from types import FrameType
 
 import click
 
+from iolab.cli.opts_scale import host_port
 from iolab.errors import UsageError
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """'HOST:PORT' or '[v6]:PORT' → (host, port). No default host: the agent binds only what it is given."""
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise UsageError(f"--listen {text!r}: expected HOST:PORT, e.g. 10.0.0.5:9464")
-    return host, int(port)
 
 
 @click.command("agent")
@@ -48,7 +40,8 @@ def agent_command(listen: str, token_file: Path, allow_pids: tuple[int, ...], al
     from iolab.agent.server import AgentServer, AgentState, tls_context
     from iolab.measure.tokenfile import read_token
 
-    host, port = parse_listen(listen)
+    # The agent binds only the host it is given: no default.
+    host, port = host_port(listen, "--listen", "10.0.0.5:9464")
     if bool(tls_cert) != bool(tls_key):
         raise UsageError("--tls-cert and --tls-key go together")
     if not allow_pids and allow_cmdline is None:

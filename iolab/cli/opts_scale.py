@@ -40,11 +40,12 @@ def scale_options(func: F) -> F:
     return func
 
 
-def _host_port(text: str) -> tuple[str, int]:
+def host_port(text: str, option: str, example: str) -> tuple[str, int]:
+    """'HOST:PORT' or '[v6]:PORT' → (host, port), no default host; UsageError naming ``option`` otherwise."""
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise UsageError(f"--locust-master {text!r}: expected HOST:PORT, e.g. 10.0.0.7:5557")
+        raise UsageError(f"{option} {text!r}: expected HOST:PORT, e.g. {example}")
     return host, int(port)
 
 
@@ -65,7 +66,7 @@ def scale_fields(kw: dict[str, Any]) -> dict[str, Any]:
         raise UsageError("--agent-token-file and --agent-ca go with --agent URL")
     locust_given = kw.get("locust_master") or kw.get("locust_remote_workers") or kw.get("locust_workers", 2) != 2
     if kw.get("driver") == "locust":
-        master = _host_port(kw["locust_master"]) if kw.get("locust_master") else None
+        master = host_port(kw["locust_master"], "--locust-master", "10.0.0.7:5557") if kw.get("locust_master") else None
         remote = kw.get("locust_remote_workers") or 0
         if remote and master is None:
             raise UsageError("--locust-remote-workers needs --locust-master HOST:PORT for them to join")

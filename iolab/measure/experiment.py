@@ -20,7 +20,7 @@ from iolab import __version__, results
 from iolab.analysis import advice, verdict
 from iolab.analysis.aggregate import aggregate, window_samples
 from iolab.analysis.findings import with_findings
-from iolab.errors import IolabError, NoSuchProcess, ProbeError, ServerStartError
+from iolab.errors import IolabError, NoSuchProcess, ProbeError
 from iolab.measure import facts, hdrlog, netrun, procfs, procs, trying
 from iolab.measure.agent_client import AgentClient, AgentProbe, make_probe
 from iolab.measure.config import RunConfig, ScenarioSpec
@@ -30,17 +30,10 @@ from iolab.measure.drivers.summary import behind_schedule, failure_breakdown, ou
 from iolab.measure.limits import AppliedLimits, LimitSession
 from iolab.measure.probe import Counters, delta, thread_totals
 from iolab.measure.record import ServerSide, failed_round, measured_round, noise_figures, run_error
-from iolab.measure.server import LOOPBACK, ServerProcess
+from iolab.measure.server import ServerProcess
+from iolab.measure.serving import serve
 from iolab.measure.sinks import Sink, SinkWatch, make_sink, python_buffering
-from iolab.measure.targets import (
-    AppTarget,
-    CommandTarget,
-    RunningTarget,
-    app_port,
-    command_port,
-    url_for,
-    wait_http_ready,
-)
+from iolab.measure.targets import AppTarget, RunningTarget, url_for
 from iolab.outputs import OutputKeeper, OutputPath, check_outputs
 from iolab.results import (
     NOTHING_MEASURED,
@@ -398,32 +391,11 @@ class Experiment:
         with LimitSession(cfg.limits, name="iolab") as session, trying.knobs_for(spec, env, self.state.try_applied):
             applied = session.prepare()
             self.state.limits = {**applied.to_dict()}
-            if isinstance(target, AppTarget):
-                port = app_port(target)
-                argv, url = target.argv(port), f"http://{LOOPBACK}:{port}{spec.path}"
-            else:
-                command_port(target)
-                argv, url = target.argv(), url_for(target.url, spec.path)
             self.reporter.phase("starting server")
-            server = ServerProcess(session.wrap_command(argv), env=env, sink=sink,
-                                   attach=session.attach, cwd=None)
-            try:
-                detail = lambda: _tail_text(sink.counts().tail)  # noqa: E731 - read at failure time
-                try:
-                    if isinstance(target, CommandTarget):
-                        wait_http_ready(url, server, cfg.ready_timeout_s, detail)
-                    else:
-                        server.wait_ready(LOOPBACK, port, cfg.ready_timeout_s, failure_detail=detail)
-                except ServerStartError:
-                    oom = session.memory_limit_kill(server.poll())  # before the cgroup goes
-                    if oom:
-                        raise ServerStartError(f"{oom} before it was ready{detail()}") from None
-                    raise
+            detail = lambda: _tail_text(sink.counts().tail)  # noqa: E731 - read at failure time
+            with serve(target, spec.path, session, env, sink, cfg.ready_timeout_s, detail) as (server, url):
                 return self._load_and_probe(spec, round_no, started, url, server.pid, server, session, applied,
                                             stdout_info)
-            finally:
-                server.stop()
-                sink.close()
 
     def _load_and_probe(self, spec: ScenarioSpec, round_no: int, started: str, url: str, pid: int | None,
                         server: ServerProcess | None, session: LimitSession | None,

@@ -26,17 +26,9 @@ from iolab.measure.explain.fds import FdWatch
 from iolab.measure.explain.sampler import Sample, Sampler
 from iolab.measure.explain.tracer import Trace, Tracer, TracerUnavailable, choose
 from iolab.measure.limits import LimitSession
-from iolab.measure.server import LOOPBACK, ServerProcess
+from iolab.measure.serving import serve
 from iolab.measure.sinks import make_sink
-from iolab.measure.targets import (
-    AppTarget,
-    CommandTarget,
-    RunningTarget,
-    app_port,
-    command_port,
-    url_for,
-    wait_http_ready,
-)
+from iolab.measure.targets import RunningTarget, url_for
 from iolab.results.explain import Explain
 
 EXPLAIN_REQUESTS = 2000
@@ -93,23 +85,8 @@ def _server(config: RunConfig, spec: ScenarioSpec, env: dict[str, str]) -> Itera
     sink = make_sink(config.stdout, rate_bytes_per_s=config.sink_rate_bytes_per_s, file_path=path)
     with LimitSession(config.limits, name="iolab") as session:
         session.prepare()
-        if isinstance(target, AppTarget):
-            port = app_port(target)
-            argv, url = target.argv(port), f"http://{LOOPBACK}:{port}{spec.path}"
-        else:
-            assert isinstance(target, CommandTarget)
-            command_port(target)
-            argv, url = target.argv(), url_for(target.url, spec.path)
-        server = ServerProcess(session.wrap_command(argv), env=env, sink=sink, attach=session.attach, cwd=None)
-        try:
-            if isinstance(target, CommandTarget):
-                wait_http_ready(url, server, config.ready_timeout_s, lambda: "")
-            else:
-                server.wait_ready(LOOPBACK, port, config.ready_timeout_s)
+        with serve(target, spec.path, session, env, sink, config.ready_timeout_s) as (server, url):
             yield server.pid, url
-        finally:
-            server.stop()
-            sink.close()
 
 
 def explain_scenario(config: RunConfig, spec: ScenarioSpec, env: dict[str, str], drive: Drive,
