@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from iolab.errors import AgentError, NoSuchProcess, UsageError
-from iolab.measure.probe import Counters, Probe
+from iolab.measure.probe import Counters, Probe, SamplingWindow
 from iolab.measure.probe_wire import counters_from_json, samples_from_json
 from iolab.measure.tokenfile import read_token
 from iolab.results import Sample
@@ -97,7 +97,7 @@ class AgentClient:
         return AgentError(f"the agent at {self.spec.url} answered {exc.code}: {msg}")
 
 
-class AgentProbe:
+class AgentProbe(SamplingWindow):
     """A sampling window on the agent; the same calls as ``Probe``."""
 
     def __init__(self, pid: int, spec: AgentSpec, *, interval_s: float = 1.0) -> None:
@@ -105,7 +105,7 @@ class AgentProbe:
         self.interval_s = interval_s
         self._client = AgentClient(spec)
         self._id: str | None = None
-        self._started: float | None = None
+        self._started_t_s: float | None = None
         self._final: tuple[Sample, ...] | None = None
         self._error: BaseException | None = None
         self.cost: dict[str, Any] = {}
@@ -114,7 +114,7 @@ class AgentProbe:
         if self._id is not None:
             raise RuntimeError("AgentProbe.start() called twice")
         out = self._client.call("POST", "/v1/windows", {"pid": self.pid, "interval_s": self.interval_s})
-        self._id, self._started = str(out["id"]), float(out["started_t_s"])
+        self._id, self._started_t_s = str(out["id"]), float(out["started_t_s"])
 
     def read(self) -> Counters:
         if self._id is None:  # a one-off reading, as Probe.read() before start()
@@ -142,16 +142,6 @@ class AgentProbe:
         if self._id is None:
             return ()
         return samples_from_json(self._client.call("GET", f"/v1/windows/{self._id}/samples")["samples"])
-
-    @property
-    def started_t_s(self) -> float:
-        if self._started is None:
-            raise RuntimeError("AgentProbe.start() has not run")
-        return self._started
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._error
 
     def process(self) -> dict[str, Any]:
         """What the agent knows of the process: alive, cmdline, executable."""

@@ -86,7 +86,26 @@ class _ProcTotals:
     wchar: int
 
 
-class Probe:
+class SamplingWindow:
+    """What every probe (this host's /proc, or a remote agent's) keeps alike: when its sampling began and
+    the error that ended it."""
+
+    _started_t_s: float | None = None
+    _error: BaseException | None = None
+
+    @property
+    def started_t_s(self) -> float:
+        """clock() of the reading start() took: Sample.t_s == reading.t_s - started_t_s."""
+        if self._started_t_s is None:
+            raise RuntimeError(f"{type(self).__name__}.start() has not taken its first reading")
+        return self._started_t_s
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+
+class Probe(SamplingWindow):
     """Reads the counters of a process (and, by default, its descendants) on demand or every interval."""
 
     def __init__(
@@ -144,17 +163,6 @@ class Probe:
     def samples(self) -> tuple[Sample, ...]:
         with self._samples_lock:
             return tuple(self._samples)
-
-    @property
-    def started_t_s(self) -> float:
-        """clock() of the reading start() took: Sample.t_s == reading.t_s - started_t_s."""
-        if self._started_t_s is None:
-            raise RuntimeError("Probe.start() has not taken its first reading")
-        return self._started_t_s
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._error
 
     # ---------------------------------------------------------------------------------------- sampling
 
