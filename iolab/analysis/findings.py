@@ -47,7 +47,8 @@ LINES = verdict.Metric("stdout_lines_per_request", "stdout.lines", "", False, "s
 _SHORT_LINES = {"stdout_lines_per_request": "stdout lines per request"}
 
 
-def _fig(x: float) -> str:
+def figure(x: float) -> str:
+    """A figure to read at a glance (three significant digits or so); the charts label their bars with it."""
     a = abs(x)
     if a >= 100:
         return f"{x:,.0f}"
@@ -80,14 +81,14 @@ def claim(c: Comparison) -> str:
     a, b = c.a_value, c.b_value
     ci = _interval(c)
     if a == 0:
-        return f"raises {name} from 0 to {_fig(b)}{unit} ({ci})"
+        return f"raises {name} from 0 to {figure(b)}{unit} ({ci})"
     pct = (b / a - 1) * 100
     if c.metric in _COUNTS and b < a:
-        return f"removes {_fig(a - b)} of {_fig(a)} {name} (−{_pct(-pct)} %, {ci})"
+        return f"removes {figure(a - b)} of {figure(a)} {name} (−{_pct(-pct)} %, {ci})"
     if c.metric in _COUNTS:
-        return f"adds {_fig(b - a)} {name} to {_fig(a)} (+{_pct(pct)} %, {ci})"
+        return f"adds {figure(b - a)} {name} to {figure(a)} (+{_pct(pct)} %, {ci})"
     verb = "cuts" if b < a else "raises"
-    return f"{verb} {name} by {_pct(abs(pct))} % ({_fig(a)} → {_fig(b)}{unit}, {ci})"
+    return f"{verb} {name} by {_pct(abs(pct))} % ({figure(a)} → {figure(b)}{unit}, {ci})"
 
 
 def no_difference(subject: str, cs: Sequence[Comparison]) -> str:
@@ -146,8 +147,8 @@ def judge(subject: str, a: ScenarioResult, b: ScenarioResult, metrics: Sequence[
         return []
     head = next((c for c in cs if c.metric == "mean_ms"), cs[0])
     if all(c.method == METHOD_TOO_FEW for c in cs):  # one round a side: no variance, so nothing is tested
-        figures = "; ".join(f"{_SHORT.get(c.metric) or _SHORT_LINES.get(c.metric, c.metric)} {_fig(c.a_value)} → "
-                            f"{_fig(c.b_value)}" for c in cs[:3])
+        figures = "; ".join(f"{_SHORT.get(c.metric) or _SHORT_LINES.get(c.metric, c.metric)} {figure(c.a_value)} → "
+                            f"{figure(c.b_value)}" for c in cs[:3])
         return [_finding(f"{subject}: not tested, too few rounds ({figures}); run --rounds 3 or more", head,
                          False)]
     return [_finding(no_difference(subject, [head, *(c for c in cs if c is not head)]), head, False)]

@@ -30,6 +30,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from iolab.analysis.findings import figure
+
 # Relative luminance 0.14–0.30: contrast ≥ 3:1 (WCAG for graphics) against #fff and against #181a1b.
 PALETTE = ("#1c7ed6", "#e67700", "#2f9e44", "#d6336c", "#7950f2", "#1098ad", "#9c755f", "#be4bdb",
            "#d9480f", "#868e96")
@@ -167,19 +169,6 @@ def _t(label: str) -> str:
     return " " + label if label.startswith("_") else label
 
 
-def short_number(v: float) -> str:
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.0f}"
-    if a >= 10:
-        return f"{v:.1f}"
-    if a >= 1 or a == 0:
-        return f"{v:.2f}"
-    return f"{v:.3f}"
-
-
 # ---------------------------------------------------------------------------------- the charts
 
 
@@ -297,7 +286,7 @@ def _bar_panel(ax: Axes, metric: str, rows: Sequence[BarRow], groups: Sequence[s
             dots = row.rounds[g] if g < len(row.rounds) and len(row.rounds[g]) > 1 else ()
             if dots:
                 ax.plot(dots, [pos] * len(dots), "o", markersize=3, color=_INK, alpha=0.7)
-            ax.text(max((value, *dots)) + top * 0.03, pos, short_number(value), va="center", fontsize=8)
+            ax.text(max((value, *dots)) + top * 0.03, pos, figure(value), va="center", fontsize=8)
     ax.set_yticks(range(len(rows)), [_t(r.label) for r in rows])
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlim(0, top * 1.3 if top > 0 else 1)
