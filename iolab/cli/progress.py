@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape  # a --try variant's name, '/x [logging=off]', is not markup
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from iolab.measure.experiment import SilentReporter
 from iolab.results import RoundRecord
 
 
@@ -47,7 +48,7 @@ class ProgressReporter:
             self._bar.update(self._task, description=f"{self._label} · {state}")
 
 
-class LineReporter:
+class LineReporter(SilentReporter):
     """Without a terminal (CI, a pipe): one line per scenario-round on stderr."""
 
     def __init__(self, console: Console) -> None:
@@ -56,12 +57,6 @@ class LineReporter:
 
     def scenario_started(self, round_no: int, rounds: int, name: str, index: int, total: int) -> None:
         self._label = f"round {round_no}/{rounds} · {escape(name)} ({index}/{total})"
-
-    def phase(self, text: str) -> None:
-        pass
-
-    def progress(self, done: int, total: int) -> None:
-        pass
 
     def scenario_finished(self, record: RoundRecord) -> None:
         self._console.print(f"{self._label}: {round_line(record)}", highlight=False)

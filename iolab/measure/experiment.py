@@ -56,6 +56,8 @@ class Reporter(Protocol):
 
 
 class SilentReporter:
+    """Tells nothing; a reporter that has something to say of some news only overrides those."""
+
     def scenario_started(self, round_no: int, rounds: int, name: str, index: int, total: int) -> None:
         pass
 

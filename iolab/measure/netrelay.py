@@ -27,6 +27,7 @@ import select
 import struct
 import sys
 import time
+from collections.abc import Iterator
 
 _TUNSETIFF = 0x400454CA
 _IFF_TUN = 0x0001
@@ -50,6 +51,17 @@ def enter_netns(path: str) -> None:
             raise OSError(err, os.strerror(err), path)
 
 
+def _arrived(fd: int, loss: float, rng: random.Random) -> Iterator[bytes]:
+    """The packets waiting on ``fd`` (non-blocking), less those a lossy link drops."""
+    while True:
+        try:
+            pkt = os.read(fd, _MTU)
+        except BlockingIOError:
+            return
+        if not (loss and rng.random() < loss):
+            yield pkt
+
+
 def relay(host_fd: int, ns_fd: int, delay_s: float, jitter_s: float, loss: float) -> None:
     rng = random.Random()
     pending: list[tuple[float, int, bytes]] = []  # (due, seq, packet) towards the host
@@ -59,25 +71,13 @@ def relay(host_fd: int, ns_fd: int, delay_s: float, jitter_s: float, loss: float
         timeout = max(0.0, pending[0][0] - time.monotonic()) if pending else None
         readable, _, _ = select.select([host_fd, ns_fd], [], [], timeout)
         if host_fd in readable:  # server → collector: not delayed, but lost as often (a lossy link)
-            while True:
-                try:
-                    pkt = os.read(host_fd, _MTU)
-                except BlockingIOError:
-                    break
-                if loss and rng.random() < loss:
-                    continue
+            for pkt in _arrived(host_fd, loss, rng):
                 try:
                     os.write(ns_fd, pkt)
                 except OSError:  # the link is down (outage, teardown): the packet is lost, as on a wire
                     pass
         if ns_fd in readable:  # collector → server: delayed, jittered, maybe dropped
-            while True:
-                try:
-                    pkt = os.read(ns_fd, _MTU)
-                except BlockingIOError:
-                    break
-                if loss and rng.random() < loss:
-                    continue
+            for pkt in _arrived(ns_fd, loss, rng):
                 due = time.monotonic() + delay_s + (rng.uniform(-jitter_s, jitter_s) if jitter_s else 0.0)
                 due = max(due, last_due)
                 last_due = due

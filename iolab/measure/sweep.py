@@ -31,7 +31,7 @@ from iolab.demo.scenarios import BY_NAME, knowledge, select
 from iolab.errors import DegradedRunError, IolabError, NothingMeasuredError, ServerDiedError, UsageError
 from iolab.measure import facts
 from iolab.measure.config import RunConfig, ScenarioSpec
-from iolab.measure.experiment import Experiment, Reporter, saved_on_error
+from iolab.measure.experiment import Experiment, Reporter, SilentReporter, saved_on_error
 from iolab.measure.limits import LimitsRequest
 from iolab.outputs import OutputKeeper
 from iolab.results import NOTHING_MEASURED, SERVER_DIED, TOO_MANY_ERRORS, RoundRecord, RunResult
@@ -114,7 +114,7 @@ class SweepReporter(Protocol):
     def cell_finished(self, cell: Cell) -> None: ...
 
 
-class _CellReporter:
+class _CellReporter(SilentReporter):
     """Forwards the Experiment's per-round news to the sweep's reporter."""
 
     def __init__(self, outer: SweepReporter | None) -> None:
@@ -123,12 +123,6 @@ class _CellReporter:
 
     def scenario_started(self, round_no: int, rounds: int, name: str, index: int, total: int) -> None:
         self._name = f"round {round_no}/{rounds} · {name}"
-
-    def phase(self, text: str) -> None:
-        pass
-
-    def progress(self, done: int, total: int) -> None:
-        pass
 
     def scenario_finished(self, record: RoundRecord) -> None:
         if self._outer is not None:
