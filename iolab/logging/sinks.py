@@ -27,15 +27,20 @@ import socket
 import threading
 import time
 import urllib.parse
+from typing import Generic, TypeVar
+
+# The connection a sink keeps between batches.
+_Conn = TypeVar("_Conn", socket.socket, http.client.HTTPConnection)
 
 
-class _NetSink:
+class _NetSink(Generic[_Conn]):
     def __init__(self, timeout: float) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.timeout = float(timeout)
         self.records = self.batches = self.connections = self.failures = 0
         self._lock = threading.Lock()  # close() may come from another thread than the writer
+        self._conn: _Conn | None = None  # opened by _send, forgotten after a failure: the next batch reconnects
 
     def fileno(self) -> int:
         # BatchHandler asks; having none makes it call write() with whole batches.
@@ -65,38 +70,34 @@ class _NetSink:
         raise NotImplementedError
 
     def _drop_connection(self) -> None:
-        raise NotImplementedError
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def stats(self) -> dict[str, int]:
         return {"records": self.records, "batches": self.batches, "connections": self.connections,
                 "failures": self.failures}
 
 
-class TCPSink(_NetSink):
+class TCPSink(_NetSink[socket.socket]):
     """Newline-terminated records on one kept TCP connection (a Logstash/Fluent Bit/Vector ``tcp`` input)."""
 
     def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
         super().__init__(timeout)
         self.address = (host, int(port))
-        self._sock: socket.socket | None = None
 
     def _send(self, lines: list[str]) -> None:
-        if self._sock is None:
-            self._sock = socket.create_connection(self.address, timeout=self.timeout)
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._conn is None:
+            self._conn = socket.create_connection(self.address, timeout=self.timeout)
+            self._conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.connections += 1
-        self._sock.sendall(("\n".join(lines) + "\n").encode("utf-8", "backslashreplace"))
-
-    def _drop_connection(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self._conn.sendall(("\n".join(lines) + "\n").encode("utf-8", "backslashreplace"))
 
     def __repr__(self) -> str:
         return f"<TCPSink {self.address[0]}:{self.address[1]}>"
 
 
-class BulkHTTPSink(_NetSink):
+class BulkHTTPSink(_NetSink[http.client.HTTPConnection]):
     """Each batch one ``POST …/_bulk``: an ``index`` action and a ``{"@timestamp", "message"}`` document per
     record, on a kept HTTP/1.1 connection. A record that is already a JSON object is sent as the document."""
 
@@ -110,7 +111,6 @@ class BulkHTTPSink(_NetSink):
         self._host, self._port = parts.hostname, parts.port
         self._path = parts.path or "/_bulk"
         self._action = json.dumps({"index": {"_index": index}}, separators=(",", ":"))
-        self._conn: http.client.HTTPConnection | None = None
 
     def _document(self, line: str) -> str:
         if line.startswith("{") and line.endswith("}"):
@@ -134,11 +134,6 @@ class BulkHTTPSink(_NetSink):
             raise OSError(f"{self.url} answered errors: true (some documents were rejected)")
         if resp.will_close:
             self._drop_connection()
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
     def __repr__(self) -> str:
         return f"<BulkHTTPSink {self.url}>"
