@@ -103,6 +103,18 @@ def test_a_token_file_others_can_read_is_refused(tmp_path: Path) -> None:
     assert out.returncode == 2 and "error: --token-file" in out.stderr
 
 
+def test_a_listen_address_that_cannot_be_bound_is_one_error_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        out = run_cli("agent", "--listen", f"127.0.0.1:{taken.getsockname()[1]}", "--token-file",
+                      str(token_file(tmp_path)), "--allow-pid", "1", timeout=30)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.startswith("error: --listen") and "cannot bind" in out.stderr
+
+
 def test_tokens_and_pids_enforced_and_sigterm_ends_cleanly(tmp_path: Path,
                                                            server: subprocess.Popen[bytes]) -> None:
     agent, url = start_agent([], "--listen", "127.0.0.1:0", "--token-file", str(token_file(tmp_path)),
