@@ -322,6 +322,8 @@ class Experiment:
             # The PID is on the agent's host: what is known of it comes from there (and fails now if the
             # agent is unreachable or refuses the token or the PID, before any load).
             seen = AgentClient(cfg.agent).call("GET", f"/v1/processes/{target.pid}")
+            if not seen.get("alive", True):  # allowed by the agent, but gone (or never there) on its host
+                raise NoSuchProcess(f"--pid {target.pid}: no such process on the agent's host ({cfg.agent.url})")
             env["server"] = {"known_from": f"agent {cfg.agent.url}", "pid": target.pid,
                              **{k: seen.get(k) for k in ("cmdline", "executable")}}
         running = isinstance(target, RunningTarget)

@@ -117,6 +117,8 @@ def explain_scenario(config: RunConfig, spec: ScenarioSpec, env: dict[str, str],
                      progress: Callable[[int, int], None] | None = None) -> Explain:
     """One explain round of ``spec``; never raises an IolabError: a round that cannot explain says why."""
     requests = max(2, config.explain_requests)
+    if config.agent is not None:  # --pid names a process on the agent's host: the tracers see this one's
+        return _none(0, "the server's PID is on the agent's host (--agent): the tracers see local processes only")
     tracer, why = choose(config.explain_method)
     if tracer is None:
         return _none(0, "; ".join(why) or "no tracer")
