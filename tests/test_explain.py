@@ -169,6 +169,16 @@ def test_a_server_that_dies_in_the_explain_round_gives_no_slowdown_and_says_so(t
     assert "failed" in e["reason"] and "server exited" in e["reason"], _rows(e)
 
 
+def test_a_named_tracer_that_cannot_run_stops_the_run_before_any_load(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"  # a PATH with Python and no bpftrace
+    bin_dir.mkdir()
+    env = iolab_env(PATH=f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}")
+    out = run_cli("run", "--scenario", "noop-async", *SMALL, "--explain-method", "bpftrace",
+                  "-o", str(tmp_path / "r.json"), env=env)
+    assert out.returncode == 5 and out.stderr.startswith("error: --explain-method bpftrace"), out.stderr
+    assert "bpftrace is not installed" in out.stderr and not (tmp_path / "r.json").exists()
+
+
 @pytest.mark.usefixtures("nothing_left_behind")
 def test_explain_method_none_says_why(tmp_path: Path) -> None:
     ex = _run(tmp_path, "--scenario", "noop-async", *SMALL, "--explain-method", "none")
