@@ -6,6 +6,7 @@ into RunConfig's ``agent`` and ``locust`` fields.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,6 +46,14 @@ def _host_port(text: str) -> tuple[str, int]:
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(f"--locust-master {text!r}: expected HOST:PORT, e.g. 10.0.0.7:5557")
+    # Bound once now: an address that is not this host's, or a port in use, would otherwise fail in the
+    # master's traceback after the server started (exit 6), as a driver failure rather than bad input.
+    try:
+        family = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, int(port)))
+    except OSError as exc:
+        raise UsageError(f"--locust-master {text!r}: cannot bind ({exc.strerror or exc})") from None
     return host, int(port)
 
 
