@@ -103,6 +103,13 @@ def test_a_token_file_others_can_read_is_refused(tmp_path: Path) -> None:
     assert out.returncode == 2 and "error: --token-file" in out.stderr
 
 
+@pytest.mark.parametrize("pattern", ["", "uvicorn|", "^", "(", "x*"])
+def test_an_allow_cmdline_that_is_bad_or_allows_every_process_is_refused(tmp_path: Path, pattern: str) -> None:
+    out = run_cli("agent", "--listen", "127.0.0.1:0", "--token-file", str(token_file(tmp_path)),
+                  "--allow-cmdline", pattern, timeout=10)
+    assert out.returncode == 2 and out.stderr.startswith(f"error: --allow-cmdline {pattern!r}"), out.stderr
+
+
 def test_a_listen_address_that_cannot_be_bound_is_one_error_line(tmp_path: Path) -> None:
     import socket
 
