@@ -58,7 +58,8 @@ def compare_command(base: Path, new: Path, gates: tuple[str, ...], markdown: Pat
 def compare_from_cli(opts: CompareOptions) -> None:
     from iolab import results
     from iolab.analysis.compare import compare_runs, parse_gate
-    from iolab.report import tables
+    from iolab.analysis.findings import comparison_findings
+    from iolab.report import findings, tables
 
     base_path, new_path, markdown_path, html_path = opts.base, opts.new, opts.markdown, opts.html
     # Unwritable outputs are bad input (exit 2), found before anything is read or any gate judged.
@@ -73,6 +74,8 @@ def compare_from_cli(opts: CompareOptions) -> None:
     tabs = tables.comparison_tables(rc.comparisons, paths)
     if not tabs and not rc.failures:  # with gates, a new run that has lost every scenario is a regression
         raise UsageError(f"{base_path} and {new_path} have no successful scenario in common")
+    found = comparison_findings(rc.comparisons, paths, (str(base_path), str(new_path)))
+    findings.print_findings(found, out)  # the answer first
     for t in tabs:
         out.print(terminal.rich_table(t))
     for name in rc.only_in_base:
@@ -80,7 +83,7 @@ def compare_from_cli(opts: CompareOptions) -> None:
     for name in rc.only_in_new:
         out.print(f"only in new: {name}", highlight=False)
     if markdown_path is not None:
-        text = "\n\n".join(markdown.table(t) for t in tabs) + "\n"
+        text = findings.markdown(found) + "\n" + "\n\n".join(markdown.table(t) for t in tabs) + "\n"
         if str(markdown_path) == "-":
             sys.stdout.write(text)
         else:
@@ -88,7 +91,8 @@ def compare_from_cli(opts: CompareOptions) -> None:
     if html_path is not None:  # before the gates decide the exit code: a failing CI keeps its page
         from iolab.report import html
 
-        keeper.write("--html", html_path, html.render_comparison(rc, (str(base_path), str(new_path)), gates))
+        keeper.write("--html", html_path, html.render_comparison(rc, (str(base_path), str(new_path)), gates,
+                                                                 found))
     keeper.raise_if_fell_back()
     if gates:  # after every output is written: a failing CI keeps its tables and page
         for check in rc.passed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape  # a --try variant's name, '/x [logging=off]', is not markup
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from iolab.results import RoundRecord
@@ -29,7 +30,7 @@ class ProgressReporter:
         self._bar.stop()
 
     def scenario_started(self, round_no: int, rounds: int, name: str, index: int, total: int) -> None:
-        self._label = f"round {round_no}/{rounds} · {name}"
+        self._label = f"round {round_no}/{rounds} · {escape(name)}"
         self._task = self._bar.add_task(self._label, total=None)
 
     def phase(self, text: str) -> None:
@@ -54,7 +55,7 @@ class LineReporter:
         self._label = ""
 
     def scenario_started(self, round_no: int, rounds: int, name: str, index: int, total: int) -> None:
-        self._label = f"round {round_no}/{rounds} · {name} ({index}/{total})"
+        self._label = f"round {round_no}/{rounds} · {escape(name)} ({index}/{total})"
 
     def phase(self, text: str) -> None:
         pass

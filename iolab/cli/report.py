@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
+from iolab.analysis.knowledge import NONE, ScenarioKnowledge
 from iolab.outputs import OutputKeeper, check_outputs
 from iolab.report import markdown, terminal
+from iolab.results import RunResult
 
 _FORMAT_BY_SUFFIX = {".md": "md", ".markdown": "md", ".json": "json", ".html": "html", ".htm": "html"}
 
@@ -39,12 +41,21 @@ def report_command(results_file: Path, fmt: str | None, output: Path | None) -> 
     report_from_cli(ReportOptions(results_file, fmt, output))
 
 
+def _knowledge(result: RunResult) -> ScenarioKnowledge:
+    """The demo's knowledge of its scenarios for a demo run (its findings answer the seed), else none."""
+    from iolab.demo.scenarios import knowledge
+
+    return ScenarioKnowledge(**knowledge()) if result.target.get("kind") == "demo" else NONE
+
+
 def report_from_cli(opts: ReportOptions) -> None:
     from iolab import results
+    from iolab.analysis.findings import with_findings
 
     output = opts.output
     check_outputs(("-o", output), stdout=("-o",))
     result = results.load(opts.results_file)
+    result = with_findings(result, _knowledge(result))  # regenerated: an older file has none
     fmt = opts.fmt
     if fmt is None:
         suffix = output.suffix.lower() if output is not None and str(output) != "-" else ""

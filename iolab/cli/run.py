@@ -21,6 +21,7 @@ from iolab.cli.options import FiniteRange, limit_options, limits_request, option
 from iolab.cli.opts_explain import explain_config, explain_options
 from iolab.cli.opts_net import net_options, net_request
 from iolab.cli.opts_scale import scale_fields, scale_options
+from iolab.cli.opts_try import apply_try, try_options
 from iolab.cli.progress import LineReporter, ProgressReporter
 from iolab.demo.scenarios import knowledge, select, skipped
 from iolab.errors import DegradedRunError, NothingMeasuredError, ServerDiedError, StdoutError, UsageError
@@ -134,7 +135,7 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
     validate(driver, LoadSpec(url="http://127.0.0.1:1/", requests=kw["requests"], concurrency=kw["concurrency"],
                               keepalive=kw["keepalive"], timeout_s=kw["timeout_s"], rate=rate,
                               duration_s=duration_s, arrival=kw.get("arrival") or "uniform"))
-    return RunConfig(
+    return apply_try(RunConfig(
         scenarios=scenarios,
         target=target,
         # Only the demo's scenarios are known: a user's app gets no demo pairs, notes or attribution.
@@ -167,7 +168,7 @@ def build_config(kw: dict[str, Any], default_output: Path) -> RunConfig:
         network=net_request(kw, scenarios),
         **explain_config(kw),
         **scale_fields(kw),
-    )
+    ), kw)
 
 
 def write_outputs(result: RunResult, markdown_path: Path | None, console: Console,
@@ -340,6 +341,7 @@ def default_output() -> Path:
 @OUTPUT_OPTIONS
 @scale_options
 @net_options
+@try_options
 def run_command(**kw: Any) -> None:
     """Reproduce the seed experiment (or measure your app) and print the tables.
 

@@ -25,6 +25,7 @@ class ScenarioSpec:
     method: str = "GET"
     description: str = ""
     control: str | None = None
+    variant: dict[str, str] | None = None  # --try: every knob's value (iolab.measure.trying)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from typing import Protocol
 from iolab import __version__, results
 from iolab.analysis import advice, verdict
 from iolab.analysis.aggregate import aggregate, window_samples
+from iolab.analysis.findings import with_findings
 from iolab.errors import IolabError, NoSuchProcess, ProbeError, ServerStartError
-from iolab.measure import facts, hdrlog, netrun, procfs, procs
+from iolab.measure import facts, hdrlog, netrun, procfs, procs, trying
 from iolab.measure.agent_client import AgentClient, AgentProbe, make_probe
 from iolab.measure.config import RunConfig, ScenarioSpec
 from iolab.measure.drivers import get_driver
@@ -87,6 +88,7 @@ class _State:
     warnings: list[RunWarning] = field(default_factory=list)
     hdr_entries: list[hdrlog.Entry] = field(default_factory=list)
     explains: dict[str, results.Explain] = field(default_factory=dict)
+    try_applied: dict[str, dict[str, object]] = field(default_factory=dict)  # --try: per scenario
 
 
 def server_env(config: RunConfig) -> dict[str, str]:
@@ -249,9 +251,9 @@ class Experiment:
         for spec in cfg.scenarios:
             rounds = self.state.rounds.get(spec.name)
             if rounds:
-                scenarios.append(netrun.scenario_delivery(replace(
+                scenarios.append(trying.labelled(netrun.scenario_delivery(replace(
                     aggregate(spec.name, spec.path, spec.description, rounds),
-                    explain=self.state.explains.get(spec.name))))
+                    explain=self.state.explains.get(spec.name))), spec, self.state.try_applied))
         by_name = {s.name: s for s in scenarios}
         ok = {n: s for n, s in by_name.items() if any(r.status == "ok" for r in s.rounds)}
         measured = {n: s for n, s in by_name.items() if any(r.measured for r in s.rounds)}
@@ -264,7 +266,7 @@ class Experiment:
             # The mean, not p50: under the quota p50 jumps between the distribution's two modes (advice.py).
             attribution = (verdict.attribute(ok, "mean_ms", known)[:-1]
                            + verdict.attribute(ok, "cpu_ms_per_request", known))
-        return RunResult(
+        return with_findings(RunResult(
             schema=results.SCHEMA,
             created=self.state.created,
             tool_version=__version__,
@@ -279,7 +281,7 @@ class Experiment:
             attribution=tuple(attribution),
             status=status,
             network=self.net.describe() if self.net is not None else None,
-        )
+        ), known)
 
     def save(self, status: str) -> RunResult:
         result = self.snapshot(status)
@@ -297,10 +299,11 @@ class Experiment:
                 continue
             self.reporter.scenario_started(0, self.config.rounds, f"{spec.name} · explain", i + 1,
                                            len(self.config.scenarios))
-            self.state.explains[spec.name] = explain_scenario(
-                self.config, spec, {**server_env(self.config), **(self.net.server_env(spec.name, 0) if self.net else {})},
-                self._drive, measured.latency_ms.mean,
-                self.reporter.phase, self.reporter.progress)
+            env = {**server_env(self.config), **(self.net.server_env(spec.name, 0) if self.net else {})}
+            with trying.knobs_for(spec, env, self.state.try_applied):  # a --try variant is explained as run
+                self.state.explains[spec.name] = explain_scenario(
+                    self.config, spec, env, self._drive, measured.latency_ms.mean,
+                    self.reporter.phase, self.reporter.progress)
             self.save("running")
 
     # ------------------------------------------------------------------------------------ facts
@@ -351,7 +354,7 @@ class Experiment:
 
     def _warnings(self, scenarios: dict[str, ScenarioResult], every: list[ScenarioResult]) -> list[RunWarning]:
         cfg = self.config
-        out = list(self.state.warnings) + advice.outcome_warnings(every)
+        out = list(self.state.warnings) + advice.outcome_warnings(every) + trying.warnings(every)
         out += advice.buffering_warnings(cfg.stdout, python_buffering(cfg.stdout, cfg.unbuffered))
         applied_cpus = self.state.limits.get("cpus") if self.state.limits else None
         out += advice.scenario_warnings(
@@ -393,7 +396,8 @@ class Experiment:
                                         StdoutInfo(kind="unknown", buffering="unknown"))
         sink = self._sink(spec, round_no)
         stdout_info = StdoutInfo(kind=cfg.stdout, buffering=python_buffering(cfg.stdout, cfg.unbuffered))
-        with LimitSession(cfg.limits, name="iolab") as session:
+        env = {**server_env(cfg), **(self.net.server_env(spec.name, round_no) if self.net else {})}
+        with LimitSession(cfg.limits, name="iolab") as session, trying.knobs_for(spec, env, self.state.try_applied):
             applied = session.prepare()
             self.state.limits = {**applied.to_dict()}
             if isinstance(target, AppTarget):
@@ -403,7 +407,6 @@ class Experiment:
                 command_port(target)
                 argv, url = target.argv(), url_for(target.url, spec.path)
             self.reporter.phase("starting server")
-            env = {**server_env(cfg), **(self.net.server_env(spec.name, round_no) if self.net else {})}
             server = ServerProcess(session.wrap_command(argv), env=env, sink=sink,
                                    attach=session.attach, cwd=None)
             try:

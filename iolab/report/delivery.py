@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 from matplotlib.ticker import FuncFormatter
 
-from iolab.analysis.network_findings import network_findings
 from iolab.report import charts
 from iolab.report.table import Table
 from iolab.report.tables import MISSING, scenario_label
@@ -64,16 +63,10 @@ def delivery_table(result: RunResult) -> Table | None:
     )
 
 
-def findings_table(result: RunResult) -> Table | None:
-    lines = network_findings(result)
-    if not lines:
-        return None
-    return Table("What the network did", ("Finding",), tuple((line,) for line in lines), left_columns=1)
-
-
 def tables(result: RunResult) -> list[Table]:
-    """The delivery table and the findings, for the terminal and Markdown reports ([] without a network)."""
-    return [t for t in (delivery_table(result), findings_table(result)) if t is not None]
+    """The delivery table for the terminal and Markdown reports ([] without a network); what the network did
+    opens the findings (iolab.analysis.findings)."""
+    return [t for t in (delivery_table(result),) if t is not None]
 
 
 def latency_over_time(result: RunResult, chart_id: str = "latency-over-time") -> charts.Chart | None:
@@ -115,7 +108,7 @@ def latency_over_time(result: RunResult, chart_id: str = "latency-over-time") ->
 
 def html_section(result: RunResult, tab: Callable[[Table], str],
                  figure: Callable[[charts.Chart], str]) -> tuple[str, str, str] | None:
-    """The HTML report's "Network" section: the chart, the delivery table, the findings."""
+    """The HTML report's "Network" section: the chart and the delivery table."""
     ts = tables(result)
     if not ts:
         return None

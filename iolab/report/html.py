@@ -19,7 +19,7 @@ from typing import Any
 from iolab.analysis import latency
 from iolab.analysis.compare import Gate, RunComparison
 from iolab.analysis.stats import RATIO_UNBOUNDED
-from iolab.report import about_server, charts, delivery
+from iolab.report import about_server, charts, delivery, findings
 from iolab.report.explain import explain_tables
 from iolab.report.table import Table
 from iolab.report.tables import (
@@ -36,7 +36,7 @@ from iolab.report.tables import (
     verdict_cell,
     verdict_table,
 )
-from iolab.results import Comparison, RoundRecord, RunResult, ScenarioResult
+from iolab.results import Comparison, Finding, RoundRecord, RunResult, ScenarioResult
 
 _CSS = """
 :root{color-scheme:light dark;--bg:#fff;--fg:#1d2127;--muted:#5c6370;--border:#d5d9de;--stripe:#f5f7f9;
@@ -316,7 +316,7 @@ def render(result: RunResult) -> str:
     sc = result.scenarios
     paths = {s.name: s.path for s in sc}
     facts = tab(facts_table(result))
-    top = (f'<section id="facts" aria-label="run facts">{facts}{_scenario_list(result) if sc else ""}'
+    top = ((findings.html(result.findings) if sc else "") + f'<section id="facts" aria-label="run facts">{facts}{_scenario_list(result) if sc else ""}'
            f"{_raw_facts(result)}</section>{_warnings_box(result)}{_failures_box(result)}")
     sections: list[tuple[str, str, str]] = []
     if sc:
@@ -373,7 +373,7 @@ def _gates_box(rc: RunComparison, gates: Sequence[Gate]) -> str:
 
 
 def render_comparison(rc: RunComparison, labels: tuple[str, str] = ("base", "new"),
-                      gates: Sequence[Gate] = ()) -> str:
+                      gates: Sequence[Gate] = (), found: Sequence[Finding] = ()) -> str:
     """The whole HTML document for ``iolab compare``: base (A) against new (B), per scenario and metric.
     ``labels`` name the two runs (e.g. their file names); ``gates`` lets the page say that all passed."""
     base, new = rc.base, rc.new
@@ -382,7 +382,7 @@ def render_comparison(rc: RunComparison, labels: tuple[str, str] = ("base", "new
     common = list(dict.fromkeys(c.b for c in rc.comparisons))
     only = "".join(f'<p class="note">only in {_e(lab)}: {_e(", ".join(paths.get(n, n) for n in names))}</p>'
                    for lab, names in ((labels[0], rc.only_in_base), (labels[1], rc.only_in_new)) if names)
-    top = (_gates_box(rc, gates) + only + table_html(_side_by_side_facts(base, new, labels))
+    top = (_gates_box(rc, gates) + findings.html(found) + only + table_html(_side_by_side_facts(base, new, labels))
            + _warnings_box(base, f" in {labels[0]}") + _warnings_box(new, f" in {labels[1]}"))
     sections: list[tuple[str, str, str]] = []
     if common:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from iolab.report import findings
 from iolab.report.table import Table
 from iolab.report.tables import all_tables
 from iolab.results import RunResult
@@ -24,6 +25,8 @@ def table(t: Table) -> str:
 
 def render(result: RunResult) -> str:
     parts = [f"# iolab run — {result.created}", ""]
+    if result.scenarios:
+        parts.append(findings.markdown(result.findings))  # the answer first
     for t in all_tables(result):
         parts += [table(t), ""]
     if result.attribution:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from iolab.report import findings
 from iolab.report.table import Table
 from iolab.report.tables import all_tables
 from iolab.results import RunResult
@@ -26,6 +28,8 @@ def rich_table(t: Table) -> RichTable:
 
 def print_report(result: RunResult, console: Console | None = None) -> None:
     console = console or Console()
+    if result.scenarios:
+        findings.print_findings(result.findings, console)  # the answer first, before the latency table
     for t in all_tables(result):
         console.print(rich_table(t))
     for line in result.attribution:
@@ -33,7 +37,7 @@ def print_report(result: RunResult, console: Console | None = None) -> None:
     if result.warnings:
         console.print("[bold yellow]Warnings[/]")
         for w in result.warnings:
-            console.print(f"[yellow]![/] [bold]{w.kind}[/]: {w.message}")
+            console.print(f"[yellow]![/] [bold]{w.kind}[/]: {escape(w.message)}")
 
 
 def render(result: RunResult, width: int = 140) -> str:

@@ -18,6 +18,8 @@ the major one when a reader of the old version would misread the new one):
   Additive, optional: ``scenarios[].explain`` (the explain pass, docs/explain.md); absent → null.
   Additive, optional (issue 20, results/network.py): top-level ``network``, rounds' ``delivery`` and
   ``latency_per_s``, scenarios' ``delivery``; absent → null (``latency_per_s``: empty).
+  Additive, optional (--try, docs/try.md): the run's ``findings``, a scenario's ``variant`` and
+  ``try_applied``; absent → empty / null.
 """
 
 from __future__ import annotations
@@ -257,6 +259,9 @@ class ScenarioResult:
     successful: int = 0  # completed responses with a 2xx or 3xx status, over the measured rounds
     delivery: Delivery | None = None  # issue 20: summed over the rounds
     explain: Explain | None = None  # the explain pass (iolab.measure.explain), never in the figures above
+    # --try (docs/try.md): every knob's value, and what the knobs found and did in the server.
+    variant: dict[str, str] | None = None
+    try_applied: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -274,6 +279,23 @@ class Comparison:
     verdict: str
     method: str = ""
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One sentence of the answer (iolab.analysis.findings): b against a on one metric, with its figure.
+
+    ``change`` is the relative change b/a − 1 (−0.21 = 21 % less), ``ci95`` its 95 % interval; a finding
+    that states no measurable difference carries the interval that includes 0.
+    """
+
+    text: str
+    metric: str
+    scenario_a: str
+    scenario_b: str
+    change: float
+    ci95: tuple[float, float]
+    significant: bool = False
 
 
 @dataclass(frozen=True)
@@ -301,6 +323,7 @@ class RunResult:
     status: str = "complete"
     # Issue 20: the network iolab built (method, delay_ms, jitter_ms, loss_pct, outage), None without one.
     network: dict[str, Any] | None = None
+    findings: tuple[Finding, ...] = ()  # the answer first (iolab.analysis.findings), ranked by effect
 
 
 # ---------------------------------------------------------------------------------------------- JSON
