@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
-KINDS = ("ab", "wrk", "hey", "locust", "micro")
+KINDS = ("ab", "wrk", "hey", "locust", "micro", "try")
 
 
 def sweep_stale() -> list[str]:
