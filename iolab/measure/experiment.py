@@ -554,7 +554,10 @@ class Experiment:
             return failed_round(round_no, started, msg, stdout, tail, ran)
         if load is None and warm is not None:
             stdout, tail = self._stop_server(server, stdout_info)
-            msg = (f"no request succeeded in the warm-up ({self.config.warmup:,} requests, --warmup), so the "
+            # wrk and Locust warm up for a second (_warmup_spec), not for --warmup requests.
+            size = (f"{warm.requests:,} requests in 1 s" if self.config.driver in ("wrk", "locust")
+                    else f"{self.config.warmup:,} requests, --warmup")
+            msg = (f"no request succeeded in the warm-up ({size}), so the "
                    f"measured load was not run: {failure_breakdown(warm, self.config.timeout_s, url)}")
             return failed_round(round_no, started, msg, stdout, tail, warm, NOTHING_MEASURED)
         return None
