@@ -11,7 +11,8 @@ EXIT_FAILURE = 1  # a gate failed (iolab compare --fail-if) or a run finished wi
 EXIT_USAGE = 2  # bad input: options, files, schema
 EXIT_STARTUP_FAILURE = 3  # the target server could not be started or never became ready
 EXIT_SERVER_DIED = 4  # the target died while being measured
-EXIT_LIMITS = 5  # --require-limits and a limit could not be applied; or the --net-* network could not be built
+EXIT_LIMITS = 5  # --require-limits and a limit could not be applied; or the --net-* network could not be built;
+#                 or the tracer named by --explain-method cannot run
 EXIT_DRIVER = 6  # the load driver failed or is missing
 EXIT_NOTHING_MEASURED = 7  # a scenario had no successful request: its figures do not exist (results kept)
 EXIT_DEGRADED = 8  # a scenario measured, but too many responses failed or were not 2xx (results kept)
@@ -51,6 +52,12 @@ class LimitsError(IolabError):
 
 class NetworkError(IolabError):
     """The network asked for (--net-*, measure/netns.py) could not be built: no root, no iproute2 …"""
+
+    exit_code = EXIT_LIMITS
+
+
+class TracerError(IolabError):
+    """--explain-method bpftrace|strace, and that tracer cannot run here (not installed, not root)."""
 
     exit_code = EXIT_LIMITS
 

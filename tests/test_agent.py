@@ -103,6 +103,25 @@ def test_a_token_file_others_can_read_is_refused(tmp_path: Path) -> None:
     assert out.returncode == 2 and "error: --token-file" in out.stderr
 
 
+@pytest.mark.parametrize("pattern", ["", "uvicorn|", "^", "(", "x*"])
+def test_an_allow_cmdline_that_is_bad_or_allows_every_process_is_refused(tmp_path: Path, pattern: str) -> None:
+    out = run_cli("agent", "--listen", "127.0.0.1:0", "--token-file", str(token_file(tmp_path)),
+                  "--allow-cmdline", pattern, timeout=10)
+    assert out.returncode == 2 and out.stderr.startswith(f"error: --allow-cmdline {pattern!r}"), out.stderr
+
+
+def test_a_listen_address_that_cannot_be_bound_is_one_error_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        out = run_cli("agent", "--listen", f"127.0.0.1:{taken.getsockname()[1]}", "--token-file",
+                      str(token_file(tmp_path)), "--allow-pid", "1", timeout=30)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.startswith("error: --listen") and "cannot bind" in out.stderr
+
+
 def test_tokens_and_pids_enforced_and_sigterm_ends_cleanly(tmp_path: Path,
                                                            server: subprocess.Popen[bytes]) -> None:
     agent, url = start_agent([], "--listen", "127.0.0.1:0", "--token-file", str(token_file(tmp_path)),
@@ -208,3 +227,26 @@ def test_windows_are_capped_and_idle_ones_close() -> None:
     with pytest.raises(UnknownWindow):
         windows.get(first.id)
     assert len(windows) == 0
+
+
+def test_run_agent_pid_gone_is_bad_input_and_explain_stays_local(tmp_path: Path,
+                                                                  server: subprocess.Popen[bytes]) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    agent, url = start_agent([], "--listen", "127.0.0.1:0", "--token-file", str(token_file(tmp_path)),
+                             "--allow-pid", str(gone.pid), "--allow-pid", str(server.pid))
+    try:
+        common = ("--url", f"http://127.0.0.1:{server.port}/noop-async",  # type: ignore[attr-defined]
+                  "--agent", url, "--agent-token-file", str(token_file(tmp_path)), "-n", "100", "--warmup", "10",
+                  "--rounds", "1", "-c", "2")
+        # A PID that the agent allows but that does not exist on its host: bad input before any load.
+        out = run_cli("run", *common, "--pid", str(gone.pid), "-o", str(tmp_path / "gone.json"))
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert f"--pid {gone.pid}: no such process" in out.stderr and not (tmp_path / "gone.json").exists()
+        # The PID is the agent host's: the explain pass must not trace whatever has that PID here.
+        out = run_cli("run", *common, "--pid", str(server.pid), "--explain", "-o", str(tmp_path / "r.json"))
+        assert out.returncode == 0, out.stderr
+        explain = json.loads((tmp_path / "r.json").read_text())["scenarios"][0]["explain"]
+        assert explain["method"] == "none" and "agent" in explain["reason"], explain
+    finally:
+        stop_agent(agent)

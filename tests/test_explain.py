@@ -140,6 +140,45 @@ def test_without_bpftrace_auto_falls_back_to_strace_and_says_so(tmp_path: Path) 
     assert "strace, 60 requests" in rep.stdout
 
 
+_DYING = """import os, sys
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+n = [0]
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        n[0] += 1
+        if n[0] > int(sys.argv[2]):
+            os._exit(1)
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+@needs_bpftrace
+@pytest.mark.usefixtures("nothing_left_behind")
+def test_a_server_that_dies_in_the_explain_round_gives_no_slowdown_and_says_so(tmp_path: Path) -> None:
+    # It answers the measured round (20 + 100 requests), then dies in the explain round's first half (its own
+    # fresh server: 20 warm-up + 200): the failed requests are fast, a "slowdown" from them would be a lie.
+    script = tmp_path / "dying.py"
+    script.write_text(_DYING)
+    port = free_port()
+    ex = _run(tmp_path, "--cmd", f"{sys.executable} {script} {port} 150", "--url", f"http://127.0.0.1:{port}/",
+              *SMALL[:6], "--rounds", "1", "-q", "--explain", "--explain-requests", "400")
+    e = ex["/"]
+    assert e["slowdown"] is None and e["sampler_slowdown"] is None, _rows(e)
+    assert "failed" in e["reason"] and "server exited" in e["reason"], _rows(e)
+
+
+def test_a_named_tracer_that_cannot_run_stops_the_run_before_any_load(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"  # a PATH with Python and no bpftrace
+    bin_dir.mkdir()
+    env = iolab_env(PATH=f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}")
+    out = run_cli("run", "--scenario", "noop-async", *SMALL, "--explain-method", "bpftrace",
+                  "-o", str(tmp_path / "r.json"), env=env)
+    assert out.returncode == 5 and out.stderr.startswith("error: --explain-method bpftrace"), out.stderr
+    assert "bpftrace is not installed" in out.stderr and not (tmp_path / "r.json").exists()
+
+
 @pytest.mark.usefixtures("nothing_left_behind")
 def test_explain_method_none_says_why(tmp_path: Path) -> None:
     ex = _run(tmp_path, "--scenario", "noop-async", *SMALL, "--explain-method", "none")

@@ -69,6 +69,30 @@ def test_locust_open_loop_keeps_its_rate(demo: str) -> None:
     assert 0.6 < loc.rps / 100 < 1.25, loc.rps
 
 
+def test_a_locust_master_address_that_cannot_be_bound_is_bad_input(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        for where in ("192.0.2.1:5557", f"127.0.0.1:{taken.getsockname()[1]}"):  # not local (TEST-NET-1); in use
+            out = run_cli("run", "--driver", "locust", "--duration", "1s", "--scenario", "noop-async",
+                          "--locust-master", where, "-o", str(tmp_path / "r.json"))
+            assert out.returncode == 2, out.stderr
+            assert out.stderr.startswith(f"error: --locust-master {where!r}: cannot bind") and "Traceback" not in out.stderr
+            assert not (tmp_path / "r.json").exists()
+
+
+def test_locust_at_a_closed_port_measured_nothing_and_says_what_its_warm_up_was(tmp_path: Path) -> None:
+    out = run_cli("run", "--driver", "locust", "--duration", "1s", "--warmup", "20", "--rounds", "1", "-q",
+                  "--url", f"http://127.0.0.1:{free_port()}/", "-o", str(tmp_path / "r.json"))
+    assert out.returncode == 7, out.stderr
+    assert "no request succeeded in the warm-up (" in out.stderr and " requests in 1 s)" in out.stderr
+    assert "20 requests, --warmup" not in out.stderr  # Locust warms up for a second, not for --warmup requests
+    latency = json.loads((tmp_path / "r.json").read_text())["scenarios"][0]["latency_ms"]
+    assert set(latency.values()) == {None}  # not 0.0
+
+
 def test_without_locust_the_driver_is_an_error(tmp_path: Path) -> None:
     code = ("import sys; sys.modules['locust'] = None; from iolab.cli.main import main; "
             "sys.argv = ['iolab', 'run', '--driver', 'locust', '--duration', '1s', '-o', sys.argv[1]]; main()")

@@ -61,6 +61,10 @@ def compile_cmdline(pattern: str | None) -> re.Pattern[str] | None:
     if pattern is None:
         return None
     try:
-        return re.compile(pattern)
+        compiled = re.compile(pattern)
     except re.error as exc:
         raise UsageError(f"--allow-cmdline {pattern!r}: {exc}") from None
+    if compiled.search(""):  # '', 'x*', '^': found in every command line, so every process would be allowed
+        raise UsageError(f"--allow-cmdline {pattern!r} matches an empty command line, so every process of the "
+                         "host would be allowed: give a pattern that names the server (e.g. uvicorn)")
+    return compiled

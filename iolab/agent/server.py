@@ -229,9 +229,10 @@ class AgentServer(ThreadingHTTPServer):
 
     def __init__(self, host: str, port: int, state: AgentState, tls: ssl.SSLContext | None = None) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        super().__init__((host, port), _Handler)
+        # Before the bind: a bind that fails calls server_close(), which needs the state.
         self.state = state
         self.tls = tls
+        super().__init__((host, port), _Handler)
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 

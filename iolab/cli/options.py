@@ -3,6 +3,7 @@ and :func:`option_group`, which makes one decorator of several options."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -12,6 +13,17 @@ from iolab.errors import UsageError
 from iolab.measure.limits import LimitsRequest, check_memory_limit, parse_cpus, parse_memory
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class FiniteRange(click.FloatRange):
+    """click.FloatRange that refuses nan and inf: nan passes every range check (all its comparisons are
+    false), then reaches the results as invalid JSON or makes a threshold that never trips."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
 
 
 class Options(Protocol):

@@ -7,6 +7,8 @@ from typing import Any, TypeVar
 
 import click
 
+from iolab.errors import TracerError
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -27,6 +29,18 @@ def explain_options(f: F) -> F:
 
 
 def explain_config(kw: dict[str, Any]) -> dict[str, Any]:
-    """RunConfig's explain fields from the parsed options (absent options: the pass is off)."""
+    """RunConfig's explain fields from the parsed options (absent options: the pass is off).
+
+    A tracer named by the user that cannot run here stops the run before anything is measured (exit 5), as
+    a network that cannot be built does: `auto` falls back and says so, a named one would silently be none.
+    """
+    method = kw.get("explain_method")
+    if kw.get("explain") and method in ("bpftrace", "strace") and not kw.get("agent"):
+        from iolab.measure.explain.tracer import choose
+
+        tracer, why = choose(method)
+        if tracer is None:
+            raise TracerError(f"--explain-method {method}: {'; '.join(why)} (--explain-method auto takes what "
+                              "can run, --no-explain skips the pass)")
     return {"explain": bool(kw.get("explain", False)), "explain_requests": int(kw.get("explain_requests") or 2000),
             "explain_method": kw.get("explain_method") or "auto"}

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from iolab.cli.options import FiniteRange
 from iolab.errors import UsageError
 from iolab.measure.drivers.base import parse_duration
 from iolab.measure.netrun import NetRequest
@@ -28,7 +29,7 @@ def net_options(f: F) -> F:
                           "(e.g. 2ms): iolab builds a network namespace with the collectors in it."),
         click.option("--net-jitter", "net_jitter", default=None, metavar="D",
                      help="Uniform jitter on that delay (e.g. 0.5ms)."),
-        click.option("--net-loss", "net_loss", default=None, type=click.FloatRange(0, 100, max_open=True),
+        click.option("--net-loss", "net_loss", default=None, type=FiniteRange(0, 100, max_open=True),
                      metavar="PCT", help="Lose this percentage of the packets on the link, each way."),
         click.option("--collector-outage", "collector_outage", default=None, metavar="START:DURATION",
                      help="Stop the collectors START into each measured load for DURATION (e.g. 5s:3s)."),
@@ -72,4 +73,11 @@ def net_request(kw: dict[str, Any], scenarios: Sequence[Any]) -> NetRequest | No
     if kw.get("url"):
         raise UsageError("--net-* and the network scenarios need a server that iolab starts (the demo, --app or "
                          "--cmd): a running server at --url cannot be given the collector's address")
+    if not networked and not (kw.get("app") or kw.get("cmd")):
+        # A demo scenario that logs to stdout never reaches the collectors: the link's delay, loss or outage
+        # would be recorded with the run, but could not have changed a figure.
+        names = ",".join(s.name for s in scenarios)
+        raise UsageError(f"--net-* impairs the link to the log collectors, and none of the scenarios given ({names}) "
+                         "logs across it: add a network scenario (--scenario network, see iolab scenarios) or "
+                         "use --app/--cmd")
     return request

@@ -6,6 +6,7 @@ into RunConfig's ``agent`` and ``locust`` fields.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +50,19 @@ def host_port(text: str, option: str, example: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _locust_master(text: str) -> tuple[str, int]:
+    host, port = host_port(text, "--locust-master", "10.0.0.7:5557")
+    # Bound once now: an address that is not this host's, or a port in use, would otherwise fail in the
+    # master's traceback after the server started (exit 6), as a driver failure rather than bad input.
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        raise UsageError(f"--locust-master {text!r}: cannot bind ({exc.strerror or exc})") from None
+    return host, port
+
+
 def scale_fields(kw: dict[str, Any]) -> dict[str, Any]:
     """RunConfig's ``agent`` and ``locust`` from the options; UsageError for a combination that cannot run."""
     from iolab.measure.agent_client import agent_spec
@@ -66,7 +80,7 @@ def scale_fields(kw: dict[str, Any]) -> dict[str, Any]:
         raise UsageError("--agent-token-file and --agent-ca go with --agent URL")
     locust_given = kw.get("locust_master") or kw.get("locust_remote_workers") or kw.get("locust_workers", 2) != 2
     if kw.get("driver") == "locust":
-        master = host_port(kw["locust_master"], "--locust-master", "10.0.0.7:5557") if kw.get("locust_master") else None
+        master = _locust_master(kw["locust_master"]) if kw.get("locust_master") else None
         remote = kw.get("locust_remote_workers") or 0
         if remote and master is None:
             raise UsageError("--locust-remote-workers needs --locust-master HOST:PORT for them to join")

@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 
 from iolab.analysis.knowledge import NONE, ScenarioKnowledge
-from iolab.cli.options import limit_options, limits_request, option_group
+from iolab.cli.options import FiniteRange, limit_options, limits_request, option_group
 from iolab.cli.opts_explain import explain_config, explain_options
 from iolab.cli.opts_net import net_options, net_request
 from iolab.cli.opts_scale import scale_fields, scale_options
@@ -270,7 +270,7 @@ LOAD_OPTIONS = option_group(
                                          "Locust (pip install 'iolab[scale]')."),
     click.option("--duration", default=None, metavar="D",
                  help="Run the measured load for this long (20s, 500ms, 2m) instead of -n requests."),
-    click.option("--rate", default=None, type=click.FloatRange(min=0, min_open=True), metavar="R",
+    click.option("--rate", default=None, type=FiniteRange(min=0, min_open=True), metavar="R",
                  help="Open loop: R requests/s, each due at its time whether or not the server kept up; latency "
                       "counted from the due time (needs --duration; builtin driver)."),
     click.option("--arrival", type=click.Choice(["uniform", "poisson"]), default="uniform", show_default=True,
@@ -281,13 +281,13 @@ LOAD_OPTIONS = option_group(
                  help="Requests sent before measuring, on the same server."),
     click.option("--keepalive/--no-keepalive", default=False, show_default=True,
                  help="Reuse connections (default: a new connection per request, as ab does)."),
-    click.option("--timeout", "timeout_s", default=30.0, show_default=True, type=click.FloatRange(min=0.001),
+    click.option("--timeout", "timeout_s", default=30.0, show_default=True, type=FiniteRange(min=0.001),
                  help="Seconds before a request counts as timed out."),
     click.option("--max-error-pct", "max_error_pct", default=1.0, show_default=True,
-                 type=click.FloatRange(0, 100),
+                 type=FiniteRange(0, 100),
                  help="A round whose requests fail or get a status outside 2xx/3xx in more than this share (%) "
                       "is flagged degraded (exit 8); one where none succeeds measured nothing (exit 7)."),
-    click.option("--interval", "interval_s", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+    click.option("--interval", "interval_s", default=1.0, show_default=True, type=FiniteRange(min=0.05),
                  help="Seconds between /proc samples (pidstat's interval)."),
     click.option("--rounds", default=3, show_default=True, type=click.IntRange(1),
                  help="Rounds; each runs every scenario once, in rotated order (verdicts need ≥ 2)."),
@@ -307,12 +307,12 @@ SERVER_OPTIONS = option_group(
                  help="Read rate of --stdout slow."),
     click.option("--work-us", default=0, show_default=True, type=click.IntRange(0),
                  help="Demo app: each request also burns this many µs of CPU."),
-    click.option("--sink-latency", "sink_latency_ms", default=0.0, show_default=True, type=click.FloatRange(0),
+    click.option("--sink-latency", "sink_latency_ms", default=0.0, show_default=True, type=FiniteRange(0),
                  help="Demo app: each log write blocks this many ms (a slow log sink)."),
     click.option("--port", default=None, type=click.IntRange(1, 65535),
                  help="Port for the server on 127.0.0.1 (default: a free one per server)."),
     click.option("--ready-timeout", "ready_timeout_s", default=30.0, show_default=True,
-                 type=click.FloatRange(min=0.1), help="Seconds to wait for the server to accept connections."),
+                 type=FiniteRange(min=0.1), help="Seconds to wait for the server to accept connections."),
 )
 
 # Output paths are not click.Path(dir_okay=False): iolab.outputs checks them all (a directory, a device, a

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from iolab.cli.options import limit_options, limits_request
+from iolab.cli.options import FiniteRange, limit_options, limits_request
 from iolab.demo.scenarios import select
 from iolab.errors import UsageError
 from iolab.outputs import OutputKeeper, check_outputs
@@ -92,7 +92,7 @@ class LineReporter:
               help="What decides a cell's winner (every pair is also compared on p50, p99 and req/s).")
 @click.option("-n", "--requests", default="auto", show_default=True, metavar="N|auto",
               help="Measured requests per strategy and round; auto sizes each cell to --seconds.")
-@click.option("--seconds", "seconds", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
+@click.option("--seconds", "seconds", default=2.0, show_default=True, type=FiniteRange(min=0.1),
               help="With -n auto: about how long the slowest strategy's round lasts.")
 @click.option("-c", "--concurrency", default=50, show_default=True, type=click.IntRange(1),
               help="Requests in flight at once.")
@@ -100,7 +100,7 @@ class LineReporter:
               help="Rounds per cell (each runs every strategy once, order rotated).")
 @click.option("--warmup", default="auto", show_default=True, metavar="N|auto",
               help="Warm-up requests per server (auto: a tenth of -n, at least 20).")
-@click.option("--interval", "interval_s", default=0.25, show_default=True, type=click.FloatRange(min=0.05),
+@click.option("--interval", "interval_s", default=0.25, show_default=True, type=FiniteRange(min=0.05),
               help="Seconds between /proc samples.")
 @limit_options
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,

@@ -320,6 +320,8 @@ class Experiment:
             # The PID is on the agent's host: what is known of it comes from there (and fails now if the
             # agent is unreachable or refuses the token or the PID, before any load).
             seen = AgentClient(cfg.agent).call("GET", f"/v1/processes/{target.pid}")
+            if not seen.get("alive", True):  # allowed by the agent, but gone (or never there) on its host
+                raise NoSuchProcess(f"--pid {target.pid}: no such process on the agent's host ({cfg.agent.url})")
             env["server"] = {"known_from": f"agent {cfg.agent.url}", "pid": target.pid,
                              **{k: seen.get(k) for k in ("cmdline", "executable")}}
         running = isinstance(target, RunningTarget)
@@ -526,7 +528,10 @@ class Experiment:
             return failed_round(round_no, started, msg, stdout, tail, ran)
         if load is None and warm is not None:
             stdout, tail = self._stop_server(server, stdout_info)
-            msg = (f"no request succeeded in the warm-up ({self.config.warmup:,} requests, --warmup), so the "
+            # wrk and Locust warm up for a second (_warmup_spec), not for --warmup requests.
+            size = (f"{warm.requests:,} requests in 1 s" if self.config.driver in ("wrk", "locust")
+                    else f"{self.config.warmup:,} requests, --warmup")
+            msg = (f"no request succeeded in the warm-up ({size}), so the "
                    f"measured load was not run: {failure_breakdown(warm, self.config.timeout_s, url)}")
             return failed_round(round_no, started, msg, stdout, tail, warm, NOTHING_MEASURED)
         return None

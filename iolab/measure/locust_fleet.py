@@ -22,7 +22,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from iolab.errors import DriverError
-from iolab.measure import procs
+from iolab.measure import procs, tmpdirs
 
 LOCUSTFILE = str(Path(__file__).resolve().parent / "drivers" / "locustfile.py")
 # Start-up of Python + Locust on a loaded 2-core machine, and the wait for remote workers.
@@ -120,7 +119,7 @@ def run_fleet(load_args: list[str], *, users: int, duration_s: float, local_work
         port = free_port(bind_host)
     run_time = max(1, round(duration_s))
     expect = local_workers + remote_workers
-    with tempfile.TemporaryDirectory(prefix="iolab-locust-") as tmp:
+    with tmpdirs.owned("locust") as tmp:
         result_path = Path(tmp) / "result.json"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
         env["IOLAB_LOCUST_RESULT"] = str(result_path)

@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import iolab
 from iolab.errors import UsageError
+from iolab.measure import tmpdirs
 from iolab.measure.config import RunConfig, ScenarioSpec
 from iolab.measure.targets import AppTarget, CommandTarget
 from iolab.results import RunWarning, ScenarioResult
@@ -117,7 +117,7 @@ def knobs_for(spec: ScenarioSpec, env: dict[str, str], into: dict[str, dict[str,
     if not knobs:
         yield
         return
-    report_dir = tempfile.mkdtemp(prefix="iolab-try-")
+    report_dir = tmpdirs.make("try")
     try:
         env["PYTHONPATH"] = os.pathsep.join([str(BOOT_DIR), *filter(None, [env.get("PYTHONPATH")])])
         env["IOLAB_TRY"] = json.dumps(dict(knobs))

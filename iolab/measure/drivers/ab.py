@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import replace
 
 from iolab.errors import DriverError, UsageError
+from iolab.measure import tmpdirs
 from iolab.measure.drivers.base import LoadResult, LoadSpec, ProgressCallback
 from iolab.measure.drivers.external import (
     body_args,
@@ -65,7 +65,7 @@ class AbDriver:
     def run(self, spec: LoadSpec, progress: ProgressCallback | None = None) -> LoadResult:
         argv_tail, body = build_args(spec)
         binary = find_binary("ab")
-        with tempfile.TemporaryDirectory(prefix="iolab-ab-") as tmp:
+        with tmpdirs.owned("ab") as tmp:
             csv_path = os.path.join(tmp, "percentiles.csv")
             body_flag = "-p" if spec.method.upper() == "POST" else "-u"
             argv = [binary, "-e", csv_path, *body_args(body_flag, tmp, body), *argv_tail]

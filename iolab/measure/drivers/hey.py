@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import math
 import re
-import tempfile
 from dataclasses import replace
 
 from iolab.errors import DriverError
+from iolab.measure import tmpdirs
 from iolab.measure.drivers.base import LoadResult, LoadSpec, ProgressCallback
 from iolab.measure.drivers.external import (
     body_args,
@@ -54,7 +54,7 @@ class HeyDriver:
     def run(self, spec: LoadSpec, progress: ProgressCallback | None = None) -> LoadResult:
         args, body = build_args(spec)
         binary = find_binary("hey")
-        with tempfile.TemporaryDirectory(prefix="iolab-hey-") as tmp:
+        with tmpdirs.owned("hey") as tmp:
             argv = [binary, *body_args("-D", tmp, body), *args]
             done = run_tool(argv, spec, progress, spec.duration_s if spec.timed else None)
         try:

@@ -25,12 +25,12 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
 from iolab.errors import DriverError, UsageError
+from iolab.measure import tmpdirs
 from iolab.measure.drivers.base import LoadResult, LoadSpec, ProgressCallback
 from iolab.measure.drivers.external import (
     check_url,
@@ -109,7 +109,7 @@ class WrkDriver:
     def run(self, spec: LoadSpec, progress: ProgressCallback | None = None) -> LoadResult:
         args = build_args(spec)
         binary = find_binary("wrk")
-        with tempfile.TemporaryDirectory(prefix="iolab-wrk-") as tmp:
+        with tmpdirs.owned("wrk") as tmp:
             script = os.path.join(tmp, "iolab.lua")
             with open(script, "w", encoding="utf-8") as fh:
                 fh.write(lua_script(spec) + self.extra_lua)

@@ -94,6 +94,8 @@ def explain_scenario(config: RunConfig, spec: ScenarioSpec, env: dict[str, str],
                      progress: Callable[[int, int], None] | None = None) -> Explain:
     """One explain round of ``spec``; never raises an IolabError: a round that cannot explain says why."""
     requests = max(2, config.explain_requests)
+    if config.agent is not None:  # --pid names a process on the agent's host: the tracers see this one's
+        return _none(0, "the server's PID is on the agent's host (--agent): the tracers see local processes only")
     tracer, why = choose(config.explain_method)
     if tracer is None:
         return _none(0, "; ".join(why) or "no tracer")
@@ -144,7 +146,19 @@ def _round(config: RunConfig, spec: ScenarioSpec, url: str, pid: int, tracer: Tr
                 sampler.stop()
     finally:
         watch.stop()
-    return build(trace, watch, first, second, w1 - w0, samples, stop_reason, measured_mean_ms, why)
+    explain = build(trace, watch, first, second, w1 - w0, samples, stop_reason, measured_mean_ms, why)
+    if _gone(pid):
+        explain = replace(explain, reason="; ".join(filter(None, [
+            explain.reason, "the server exited during the explain round"])))
+    return explain
+
+
+def _gone(pid: int) -> bool:
+    """The server exited (a child of ours stays a zombie until it is reaped)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
 
 
 def _half(config: RunConfig, spec: LoadSpec) -> LoadSpec:
@@ -176,6 +190,11 @@ def build(trace: Trace, watch: FdWatch, first: LoadResult, second: LoadResult, s
     notes = [f"{trace.method} ran ({'; '.join(why)})"] if why else []
     if trace.note:
         notes.append(trace.note)
+    # Refused or cut requests end fast: a slowdown from their mean would read as a tracer that costs nothing.
+    failed = [r.connect_errors + r.timeouts + r.other_errors for r in (first, second)]
+    if any(failed):
+        notes.append(f"{sum(failed):,} of the explain round's {first.requests + second.requests:,} requests failed "
+                     f"(refused, timed out or cut): the per-request figures cover the {done:,} answered; no slowdown")
     if not rows and syscw_delta > 0:
         # syscw saw writes the trace has not: the trace failed, and an empty table would read as "no writes".
         return replace(_none(done, "; ".join([*notes, f"{trace.method} saw none of the {syscw_delta:,} write "
@@ -183,13 +202,13 @@ def build(trace: Trace, watch: FdWatch, first: LoadResult, second: LoadResult, s
                        method=trace.method, syscw_per_request=syscw_delta / done if done else None)
     return Explain(
         method=trace.method, requests=done,
-        slowdown=analysis.slowdown(_mean_ms(first), measured_mean_ms),
+        slowdown=analysis.slowdown(_mean_ms(first), measured_mean_ms) if not failed[0] else None,
         syscw_per_request=syscw_delta / done if done else None,
         output_syscalls_per_request=analysis.output_calls_per_request(rows) if done else None,
         writes=rows, blocked_sites=analysis.blocked_sites(sampled),
         reason="; ".join(notes) or None,
         sampler="py-spy" if samples else "none",
-        sampler_slowdown=analysis.slowdown(_mean_ms(second), measured_mean_ms) if samples else None,
+        sampler_slowdown=analysis.slowdown(_mean_ms(second), measured_mean_ms) if samples and not failed[1] else None,
         sampler_reason=sampler_reason,
         syscw_attributed_per_request=analysis.syscw_calls_per_request(rows) if done else None)
 

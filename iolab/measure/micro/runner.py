@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import struct
-import tempfile
 import termios
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from pathlib import Path
 from iolab import __version__
 from iolab.analysis.micro.derive import derive_all, explain
 from iolab.errors import EXIT_FAILURE, IolabError, UsageError
+from iolab.measure import tmpdirs
 from iolab.measure.micro.machine import CpuTimes, load_warning, machine_facts, other_load
 from iolab.measure.micro.printoff import COUNT_FILE_ENV, launcher_argv, read_count
 from iolab.measure.micro.spawn import Spawner, abandon, reap, reap_strays
@@ -177,7 +177,7 @@ def measure(opts: MicroOptions, progress: Progress | None = None) -> MicroResult
     version = interpreter_version(target.interpreter, clean_env) if target.interpreter else None
     specs = build_settings(target, opts.stdout_kinds, opts.modes, parent_env)
     info = describe(target, opts.input, version)
-    workdir = Path(tempfile.mkdtemp(prefix="iolab-micro-"))
+    workdir = Path(tmpdirs.make("micro"))
     try:
         executor = Executor(opts.input, opts.timeout_s, workdir)
         machine = machine_facts(
