@@ -246,6 +246,20 @@ def test_drop_policies_count_and_report(policy: str, pipe: tuple[int, int],
         assert 4999 in got, "the newest records survive"
 
 
+def test_peak_bytes_counts_what_the_fast_path_buffered(tmp_path: Path, handlers: list[BatchHandler]) -> None:
+    # Records that never leave the caller's fast path (far below the batch and the budget) are held until the
+    # writer takes them: the peak must count them, not only what the slow path saw (it read 72 B of ~85 KB).
+    h = new_handler(handlers, filename=str(tmp_path / "log"), deadline=60, batch_bytes=1 << 20, max_bytes=4 << 20)
+    lg = make_logger(h, "peak")
+    log_range(lg, 0, 1000)
+    held = h.stats()["pending_bytes"]
+    assert h.flush(10)
+    size = (tmp_path / "log").stat().st_size
+    assert size > 30_000
+    assert h.stats()["peak_bytes"] >= size  # all of it sat in the buffer at once (deadline 60 s)
+    assert held <= h.stats()["peak_bytes"]
+
+
 def test_block_policy_waits_for_a_slow_reader_and_loses_nothing(pipe: tuple[int, int],
                                                                  handlers: list[BatchHandler]) -> None:
     r, w = pipe

@@ -336,6 +336,7 @@ class BatchHandler(logging.Handler):
             records += size > 0  # slots blanked by _unlink were counted already
             j += 1
         del buf[:j]
+        self._peak = max(self._peak, self._in - self._out)
         self._out += freed
         self._dropped += records
         self._unreported_old += records
@@ -463,6 +464,9 @@ class BatchHandler(logging.Handler):
     def _progress(self, units: int, nbytes: int = 0) -> None:
         """`units` left the in-flight batch (`nbytes` of them reached the sink): room for callers."""
         with self._lock:
+            # The fast path appends without the lock and keeps no peak (it is the caller's cost); what it
+            # buffered only leaves here, so the most ever held is read just before it does.
+            self._peak = max(self._peak, self._in - self._out)
             self._inflight -= units
             self._out += units
             self._written += nbytes
